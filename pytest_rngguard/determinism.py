@@ -1,0 +1,144 @@
+"""Seeding everything, setting the determinism environment and flags, and putting them back."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .sources import Source, build_sources
+from .sources.torch_flags import TorchFlags, set_flags
+
+#: What every deterministic test gets, after the vLLM reproducibility recipe.
+RECIPE_ENV = (
+    ("VLLM_ENABLE_V1_MULTIPROCESSING", "0"),
+    ("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
+)
+SEED_LIMIT = 2**32  # every library accepts [0, 2**32): NumPy's legacy seed is the tightest
+
+
+def derive_seed(base: int, nodeid: str) -> int:
+    """A test's seed from the base seed and its node id: stable across runs, machines,
+    Python versions, test order and xdist workers (never the salted ``hash()``)."""
+    digest = hashlib.blake2b(f"{base}\0{nodeid}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % SEED_LIMIT
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What a deterministic run sets."""
+
+    seed: int
+    env: tuple[tuple[str, str], ...] = ()
+    torch_flags: bool = True
+    warn_only: bool = False
+
+    def environment(self) -> dict[str, str]:
+        values = dict(RECIPE_ENV)
+        values["PYTHONHASHSEED"] = str(self.seed)
+        values.update(self.env)
+        return values
+
+
+def check_arguments(
+    seed: Any, env: Any, torch_flags: Any, warn_only: Any
+) -> tuple[int | None, tuple[tuple[str, str], ...]]:
+    """Validate the marker's / context manager's arguments; ValueError names the bad one."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+    if env is None:
+        pairs: tuple[tuple[str, str], ...] = ()
+    elif isinstance(env, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        pairs = tuple(env.items())
+    else:
+        raise ValueError(f"env must be a mapping of str to str, got {env!r}")
+    for name, value in (("torch_flags", torch_flags), ("warn_only", warn_only)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    return seed, pairs
+
+
+@dataclasses.dataclass
+class Applied:
+    """Everything a recipe changed, and how it was before."""
+
+    recipe: Recipe
+    states: dict[str, Any]
+    env: dict[str, str | None]
+    flags: TorchFlags | None
+    seeded: tuple[str, ...]
+
+
+def apply(recipe: Recipe, sources: Sequence[Source]) -> Applied:
+    """Save, then seed every available source and set the environment and torch flags."""
+    states = {s.name: s.capture() for s in sources if s.available()}
+    environment = recipe.environment()
+    saved_env = {name: os.environ.get(name) for name in environment}
+    flags = None
+    if recipe.torch_flags and "torch" in sys.modules:
+        import torch
+
+        flags = TorchFlags(
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            bool(torch.backends.cudnn.deterministic),
+            bool(torch.backends.cudnn.benchmark),
+        )
+    seeded = []
+    for source in sources:
+        if source.seedable and source.available():
+            source.seed(recipe.seed)
+            seeded.append(source.name)
+    os.environ.update(environment)
+    if flags is not None:
+        set_flags(TorchFlags(True, recipe.warn_only, True, False))
+    return Applied(recipe, states, saved_env, flags, tuple(seeded))
+
+
+def undo(applied: Applied, sources: Sequence[Source]) -> None:
+    """Put back everything ``apply`` changed, exactly, unset variables included."""
+    for name, value in applied.env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if applied.flags is not None:
+        set_flags(applied.flags)
+    by_name = {s.name: s for s in sources}
+    for name in applied.seeded:
+        source = by_name.get(name)
+        if source is not None and source.available():
+            source.restore(applied.states[name])
+
+
+@contextlib.contextmanager
+def deterministic(
+    seed: int = 0,
+    *,
+    env: Mapping[str, str] | None = None,
+    torch_flags: bool = True,
+    warn_only: bool = False,
+) -> Iterator[int]:
+    """Run a block with every global RNG seeded and the determinism environment set.
+
+    Seeds ``random``, NumPy's global generator, torch (CPU and every CUDA device, without
+    initialising CUDA), TensorFlow and CuPy where loaded; sets
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``,
+    ``PYTHONHASHSEED=<seed>`` (for child processes) and ``env``; with torch loaded and
+    ``torch_flags``, turns on deterministic algorithms (``warn_only`` as given) and the cuDNN
+    flags.  On exit, also on exception, all of it is put back.  Yields the seed.
+    """
+    checked_seed, pairs = check_arguments(seed, env, torch_flags, warn_only)
+    recipe = Recipe(checked_seed or 0, pairs, torch_flags, warn_only)
+    sources = build_sources(())
+    applied = apply(recipe, sources)
+    try:
+        yield recipe.seed
+    finally:
+        undo(applied, sources)

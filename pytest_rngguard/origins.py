@@ -1,0 +1,421 @@
+"""Who changed a source: interception of seeding calls, an opt-in tracer, and call origins.
+
+By default the Python-level seeding functions (``random.seed``, ``np.random.seed``,
+``torch.manual_seed``, ...) are replaced, for the session only, by thin wrappers that tell
+the monitor about each call.  The wrappers are built with :func:`functools.wraps` (same
+``__name__``, ``__doc__``, ``__wrapped__`` and so the same ``inspect.signature``) and return
+exactly what the original returns.  ``--rngguard-trace`` adds a tracer that sees every call,
+including names bound before the session started and calls made from C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import functools
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Iterable, Sequence
+from types import FrameType
+from typing import Any
+
+from .sources.base import Seeder, Source, library_of
+
+_OWN_PACKAGE = __name__.rpartition(".")[0]
+#: Frames of these modules end the stack shown under an origin: they are the test runner.
+_RUNNER_PREFIXES = ("_pytest", "pluggy", "pytest", "xdist", "execnet", _OWN_PACKAGE)
+MAX_STACK = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """The call that changed a source: the frame that called into the RNG library."""
+
+    file: str
+    line: int
+    function: str
+    module: str
+    #: From the outermost frame of user code down to the origin, as ``path:line in name``.
+    stack: tuple[str, ...] = ()
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line} in {self.function}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "function": self.function,
+            "stack": list(self.stack),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Origin:
+        return cls(data["file"], data["line"], data["function"], "", tuple(data["stack"]))
+
+
+class PathShortener:
+    """Paths as a user reads them: relative to the rootdir, or from the package in
+    site-packages (``transformers/trainer_utils.py``)."""
+
+    def __init__(self, rootdir: str | os.PathLike[str] | None = None) -> None:
+        self._root = os.path.abspath(rootdir) + os.sep if rootdir is not None else None
+        paths = sysconfig.get_paths()
+        prefixes = {paths.get("purelib"), paths.get("platlib"), paths.get("stdlib")}
+        self._libs = sorted((p + os.sep for p in prefixes if p), key=len, reverse=True)
+
+    @functools.cache  # noqa: B019 - one shortener per session, paths are few
+    def __call__(self, path: str) -> str:
+        if self._root and path.startswith(self._root):
+            return path[len(self._root) :]
+        for lib in self._libs:
+            if path.startswith(lib):
+                return path[len(lib) :]
+        marker = f"{os.sep}site-packages{os.sep}"
+        if marker in path:
+            return path.split(marker, 1)[1]
+        return path
+
+
+class IgnoreRules:
+    """``rngguard_ignore``: module patterns (fnmatch) whose state changes are not leaks."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+
+    @functools.cache  # noqa: B019 - one set of rules per session, modules are few
+    def __call__(self, module: str) -> bool:
+        return any(fnmatch.fnmatchcase(module, p) for p in self.patterns)
+
+
+def _module_of(frame: FrameType) -> str:
+    return str(frame.f_globals.get("__name__", ""))
+
+
+def _in(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def caller_frame(frame: FrameType | None, library: str) -> FrameType | None:
+    """The innermost frame, walking out from ``frame``, that is outside ``library`` and
+    outside this plugin: the code that called into the RNG library."""
+    while frame is not None:
+        module = _module_of(frame)
+        if not (_in(module, library) or _in(module, _OWN_PACKAGE)):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def build_origin(frame: FrameType, shorten: Callable[[str], str]) -> Origin:
+    """The origin at ``frame`` and the stack from the test (or outermost user code) to it."""
+    stack = []
+    current: FrameType | None = frame
+    while current is not None and len(stack) < MAX_STACK:
+        module = _module_of(current)
+        if any(_in(module, prefix) for prefix in _RUNNER_PREFIXES) and stack:
+            break
+        code = current.f_code
+        stack.append(f"{shorten(code.co_filename)}:{current.f_lineno} in {code.co_name}")
+        current = current.f_back
+    code = frame.f_code
+    return Origin(
+        shorten(code.co_filename),
+        frame.f_lineno,
+        code.co_name,
+        _module_of(frame),
+        tuple(reversed(stack)),
+    )
+
+
+def origin_from_traceback(lines: Sequence[str], shorten: Callable[[str], str]) -> Origin | None:
+    """An origin from ``traceback.format_stack()`` text (torch keeps one for queued seeds)."""
+    frames = []
+    for entry in lines:
+        head = entry.strip().splitlines()[0] if entry.strip() else ""
+        if not head.startswith('File "'):
+            continue
+        path, _, rest = head[len('File "') :].partition('", line ')
+        number, _, function = rest.partition(", in ")
+        if number.isdigit():
+            frames.append((path, int(number), function))
+    user = [f for f in frames if f"{os.sep}torch{os.sep}" not in f[0]]
+    user = [f for f in user if not any(f"{os.sep}{p}{os.sep}" in f[0] for p in _RUNNER_PREFIXES)]
+    if not user:
+        return None
+    path, line, function = user[-1]
+    stack = tuple(f"{shorten(p)}:{n} in {fn}" for p, n, fn in user[-MAX_STACK:])
+    return Origin(shorten(path), line, function, "", stack)
+
+
+#: Signature of the monitor's handler: (original, args, kwargs, source, seeder) -> result.
+Handler = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], Source, Seeder], Any]
+
+
+def _resolve(module: Any, target: str) -> tuple[Any, str] | None:
+    owner = module
+    *path, attr = target.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    return (owner, attr) if hasattr(owner, attr) else None
+
+
+class Interceptor:
+    """Installs the wrappers on seeding functions of loaded libraries, and removes them."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._installed: list[tuple[Any, str, Any, Any]] = []  # owner, attr, original, wrapper
+        self._done: set[tuple[str, str, str]] = set()
+        self.originals: dict[int, tuple[Source, Seeder]] = {}
+        self._wrappers: dict[int, Any] = {}  # id(wrapper) -> original
+
+    def install(self, sources: Iterable[Source]) -> None:
+        """Wrap every seeder whose module is loaded and not wrapped yet (never imports)."""
+        for source in sources:
+            for seeder in source.seeders():
+                key = (source.name, seeder.module, seeder.target)
+                if key in self._done:
+                    continue
+                module = sys.modules.get(seeder.module)
+                if module is None:
+                    continue
+                resolved = _resolve(module, seeder.target)
+                if resolved is None:
+                    continue  # a module still being imported: tried again once it is done
+                self._done.add(key)
+                owner, attr = resolved
+                original = getattr(owner, attr)
+                if id(original) in self._wrappers:
+                    # Copied from a module already wrapped (``from .mtrand import *``).
+                    self._installed.append((owner, attr, self._wrappers[id(original)], original))
+                    continue
+                wrapper = self._wrap(original, source, seeder)
+                try:
+                    setattr(owner, attr, wrapper)
+                except (AttributeError, TypeError):
+                    continue
+                self._installed.append((owner, attr, original, wrapper))
+                self.originals[id(original)] = (source, seeder)
+                self._wrappers[id(wrapper)] = original
+
+    def _wrap(self, original: Callable[..., Any], source: Source, seeder: Seeder) -> Any:
+        handler = self._handler
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return handler(original, args, kwargs, source, seeder)
+
+        if hasattr(original, "__self__"):
+            wrapper.__self__ = original.__self__  # type: ignore[attr-defined]
+        return wrapper
+
+    def uninstall(self) -> None:
+        """Put every original back, newest first, where nobody replaced our wrapper since."""
+        while self._installed:
+            owner, attr, original, wrapper = self._installed.pop()
+            if getattr(owner, attr, None) is wrapper:
+                setattr(owner, attr, original)
+        self._done.clear()
+        self.originals.clear()
+        self._wrappers.clear()
+
+    def installed(self) -> list[tuple[Any, str, Any, Any]]:
+        return list(self._installed)
+
+    def wrapper_codes(self) -> frozenset[Any]:
+        return frozenset(
+            w.__code__ for _, _, _, w in self._installed if id(w) in self._wrappers
+        )
+
+
+class ImportWatcher:
+    """Tells the monitor the moment a watched module has been imported, so a library first
+    imported in the middle of a test has its seeders wrapped before the test can call them.
+
+    A meta-path finder that only answers for watched names, by asking the finders after it
+    and hooking that one loader's ``exec_module`` for the single import; the hook is gone
+    once the module has run, so ``module.__loader__`` is the loader Python would have used.
+    """
+
+    def __init__(self, names: Iterable[str], imported: Callable[[str], None]) -> None:
+        self._names = frozenset(names)
+        self._imported = imported
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self._names:
+            return None
+        spec = None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+        imported = self._imported
+
+        def exec_module(module: Any) -> None:
+            try:
+                original(module)
+            finally:
+                with contextlib.suppress(AttributeError):
+                    del loader.exec_module
+            imported(fullname)
+
+        try:
+            loader.exec_module = exec_module
+        except (AttributeError, TypeError):
+            pass  # a loader with slots: the monitor still sees the module at the next stretch
+        return spec
+
+    def install(self) -> None:
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
+
+    def uninstall(self) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+
+
+#: Signature of the tracer's callback: (source, kind, caller frame) -> None.
+TraceCallback = Callable[[Source, str, FrameType], None]
+
+
+class Tracer:
+    """Sees every call (``sys.monitoring`` on 3.12+, ``sys.setprofile`` before), to find
+    seeding calls the wrappers cannot: names bound early, methods of C generator objects."""
+
+    _TOOL_NAME = "pytest-rngguard"
+
+    def __init__(
+        self,
+        sources: Callable[[], Sequence[Source]],
+        interceptor: Interceptor,
+        callback: TraceCallback,
+    ) -> None:
+        self._sources = sources
+        self._interceptor = interceptor
+        self._callback = callback
+        self._tool: int | None = None
+        self._previous_profile: Any = None
+        self._functions: dict[int, tuple[Source, str]] = {}
+        self._methods: dict[int, tuple[Source, dict[str, str]]] = {}
+        self._codes: dict[Any, tuple[Source, str, int | None]] = {}
+        self._wrapper_codes: frozenset[Any] = frozenset()
+
+    def refresh(self) -> None:
+        """Re-read the targets: libraries may have loaded since the last call."""
+        functions: dict[int, tuple[Source, str]] = {}
+        methods: dict[int, tuple[Source, dict[str, str]]] = {}
+        codes: dict[Any, tuple[Source, str, int | None]] = {}
+        for original_id, (source, seeder) in self._interceptor.originals.items():
+            functions[original_id] = (source, seeder.kind)
+        for owner, attr, original, _ in self._interceptor.installed():
+            source, seeder = self._interceptor.originals[id(original)]
+            function = getattr(original, "__func__", original)
+            code = getattr(function, "__code__", None)
+            if code is not None:
+                bound = getattr(original, "__self__", None)
+                codes[code] = (source, seeder.kind, None if bound is None else id(bound))
+        for source in self._sources():
+            if not source.available():
+                continue
+            for target in source.trace_targets():
+                try:
+                    objects = target.owners()
+                except Exception:
+                    continue
+                for obj in objects:
+                    methods.setdefault(id(obj), (source, {}))[1][target.method] = target.kind
+        self._functions, self._methods, self._codes = functions, methods, codes
+        self._wrapper_codes = self._interceptor.wrapper_codes()
+
+    def _match(self, callable_: Any) -> tuple[Source, str] | None:
+        hit = self._functions.get(id(callable_))
+        if hit is not None:
+            return hit
+        owner = getattr(callable_, "__self__", None)
+        if owner is None:
+            return None
+        entry = self._methods.get(id(owner))
+        if entry is None:
+            return None
+        kind = entry[1].get(getattr(callable_, "__name__", ""))
+        return None if kind is None else (entry[0], kind)
+
+    def _report(self, hit: tuple[Source, str], frame: FrameType | None) -> None:
+        if frame is None or frame.f_code in self._wrapper_codes:
+            return  # the call our own wrapper makes: already recorded
+        self._callback(hit[0], hit[1], frame)
+
+    def start(self) -> None:
+        self.refresh()
+        monitoring = getattr(sys, "monitoring", None)
+        if monitoring is not None:
+            for tool in (monitoring.PROFILER_ID, 3, 4, 5):
+                if monitoring.get_tool(tool) is None:
+                    monitoring.use_tool_id(tool, self._TOOL_NAME)
+                    self._tool = tool
+                    break
+            else:
+                raise RuntimeError("no free sys.monitoring tool id for --rngguard-trace")
+            match, report, getframe = self._match, self._report, sys._getframe
+
+            def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> None:
+                hit = match(callable_)
+                if hit is not None:
+                    report(hit, getframe(1))
+
+            monitoring.register_callback(self._tool, monitoring.events.CALL, on_call)
+            monitoring.set_events(self._tool, monitoring.events.CALL)
+            return
+        self._previous_profile = sys.getprofile()
+        match, report = self._match, self._report
+
+        def profile(frame: FrameType, event: str, arg: Any) -> None:
+            if event == "c_call":
+                hit = match(arg)
+                if hit is not None:
+                    report(hit, frame)
+            elif event == "call":
+                entry = self._codes.get(frame.f_code)
+                if entry is not None:
+                    source, kind, bound = entry
+                    if bound is None or id(frame.f_locals.get("self")) == bound:
+                        report((source, kind), frame.f_back)
+
+        sys.setprofile(profile)
+
+    def stop(self) -> None:
+        monitoring = getattr(sys, "monitoring", None)
+        if monitoring is not None:
+            if self._tool is not None:
+                monitoring.set_events(self._tool, 0)
+                monitoring.register_callback(self._tool, monitoring.events.CALL, None)
+                monitoring.free_tool_id(self._tool)
+                self._tool = None
+        else:
+            sys.setprofile(self._previous_profile)
+
+
+__all__ = [
+    "IgnoreRules",
+    "ImportWatcher",
+    "Interceptor",
+    "Origin",
+    "PathShortener",
+    "Tracer",
+    "build_origin",
+    "caller_frame",
+    "library_of",
+    "origin_from_traceback",
+]

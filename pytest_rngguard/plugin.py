@@ -1,0 +1,732 @@
+"""The pytest plugin: options, markers, fixtures and the hooks that glue the modules together."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+# Not re-exported by pytest; pytest-rerunfailures re-runs tests through it the same way.
+from _pytest.runner import runtestprotocol
+
+from ._version import __version__
+from .determinism import Applied, Recipe, apply, check_arguments, derive_seed, undo
+from .errors import RNGLeakWarning
+from .monitor import Monitor
+from .origins import IgnoreRules, PathShortener
+from .report import (
+    REPORT_VERSION,
+    Leak,
+    github_annotations,
+    render_change,
+    render_summary,
+    render_test,
+    write_json_atomically,
+)
+from .reproducibility import (
+    Recorder,
+    RepeatOutcome,
+    Rngguard,
+    compare_fingerprint,
+    compare_runs,
+    fingerprint,
+    fingerprint_file,
+    load_fingerprints,
+    version_note,
+)
+from .settings import Settings, add_options, resolve
+from .snapshot import Change
+from .sources import build_sources, known_names
+
+MARKERS = (
+    "allow_rng_leak(*sources, reason=None): leaks of these sources (all if none named) in "
+    "this test are not reported",
+    "deterministic(seed=None, *, env=None, torch_flags=True, warn_only=False): run the test "
+    "with every RNG seeded and the determinism environment set, then put it all back",
+)
+_DETERMINISTIC_KEYWORDS = frozenset({"seed", "env", "torch_flags", "warn_only", "repeat"})
+
+
+@dataclasses.dataclass
+class ItemRun:
+    """What the guard knows about the test that is running."""
+
+    nodeid: str
+    start: dict[str, Any]
+    phase: str = "setup"
+    fixtures: list[str] = dataclasses.field(default_factory=list)
+    leaks: list[Leak] = dataclasses.field(default_factory=list)
+    allowed: frozenset[str] | None = frozenset()  # None: every source
+    masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
+    applied: Applied | None = None
+    seed: int | None = None
+    hypothesis_seed: tuple[Any, Any] | None = None
+    recorder: Recorder = dataclasses.field(default_factory=Recorder)
+
+
+@dataclasses.dataclass
+class Guard:
+    """Session state, kept in ``config.stash``."""
+
+    settings: Settings
+    monitor: Monitor
+    rootdir: str
+    current: ItemRun | None = None
+    collecting: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    collection_leaks: list[Leak] = dataclasses.field(default_factory=list)
+    leaks: list[Leak] = dataclasses.field(default_factory=list)
+    not_reproducible: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    tests: int = 0
+    header_sources: tuple[str, ...] = ()
+    deterministic_ran: bool = False
+    #: Fingerprints of this session's passing deterministic tests, by node id.
+    fingerprints: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: The fingerprint file's content when comparing with it (None: writing or not used).
+    stored: dict[str, Any] | None = None
+
+    @property
+    def watching(self) -> bool:
+        return self.settings.enabled
+
+
+guard_key = pytest.StashKey[Guard]()
+run_key = pytest.StashKey[ItemRun]()
+#: Earlier runs of a repeated deterministic test: (outcome, recorder) of each.
+repeats_key = pytest.StashKey[list[tuple[str, Recorder]]]()
+#: Set while an earlier, unlogged run of a repeated test is going on.
+silent_key = pytest.StashKey[bool]()
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    settings = resolve(config)
+    sources = build_sources(settings.env_watched, settings.sources)
+    monitor = Monitor(
+        sources,
+        ignore=IgnoreRules(settings.ignore),
+        shorten=PathShortener(config.rootpath),
+        trace=settings.trace,
+    )
+    guard = Guard(settings, monitor, str(config.rootpath))
+    guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
+    if settings.fingerprints and not settings.fingerprints_update:
+        try:
+            guard.stored = load_fingerprints(settings.fingerprints)
+        except (OSError, ValueError) as exc:
+            raise pytest.UsageError(
+                f"rngguard: --rngguard-fingerprints={settings.fingerprints!r} cannot be read: "
+                f"{exc}"
+            ) from None
+    config.stash[guard_key] = guard
+    gatherer = Gatherer(guard)
+    config.pluginmanager.register(gatherer, "rngguard-gatherer")
+    config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
+    if settings.enabled:
+        monitor.start()
+        monitor.active = True
+        config.add_cleanup(monitor.stop)
+
+
+def _guard(config: pytest.Config) -> Guard | None:
+    return config.stash.get(guard_key, None)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    guard = _guard(config)
+    if guard is None:
+        return None
+    s = guard.settings
+    return (
+        f"rngguard: mode={s.mode} strict={'yes' if s.strict else 'no'} seed={s.seed} "
+        f"sources={','.join(guard.header_sources) or 'none'}"
+    )
+
+
+# -- collection ------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    guard = _guard(collector.config)
+    if guard is None or not guard.watching or not collector.nodeid:
+        return (yield)
+    monitor = guard.monitor
+    if guard.collecting:
+        _collection_leaks(guard, collector, guard.collecting[-1][0], monitor.checkpoint())
+    else:
+        monitor.reset()
+    guard.collecting.append((collector.nodeid, dict(monitor.baseline)))
+    try:
+        return (yield)
+    finally:
+        nodeid, before = guard.collecting.pop()
+        leaks = _collection_leaks(guard, collector, nodeid, monitor.checkpoint())
+        if leaks and guard.settings.restore != "none":
+            monitor.restore(before, {leak.change.source for leak in leaks})
+
+
+def _collection_leaks(
+    guard: Guard, collector: pytest.Collector, nodeid: str, changes: list[Change]
+) -> list[Leak]:
+    leaks = _flag(guard, changes, nodeid, "collection", None, None, frozenset())
+    if leaks:
+        guard.collection_leaks.extend(leaks)
+        if guard.settings.mode == "warn":
+            collector.warn(RNGLeakWarning(render_test(nodeid, leaks)))
+    return leaks
+
+
+def _flag(
+    guard: Guard,
+    changes: list[Change],
+    nodeid: str,
+    phase: str,
+    fixture: str | None,
+    allowed: frozenset[str] | None,
+    masked: frozenset[tuple[str, str]],
+) -> list[Leak]:
+    """The changes that are leaks: flagged, not allowed by a marker, not the marker's own."""
+    if not changes:
+        return []
+    strict = guard.settings.strict
+    restored = guard.settings.restore != "none"
+    return [
+        Leak(nodeid, phase, fixture, change, restored)
+        for change in changes
+        if change.flagged(strict)
+        and allowed is not None
+        and change.source not in allowed
+        and (change.source, "") not in masked
+        and (change.source, change.detail) not in masked
+    ]
+
+
+# -- running tests ---------------------------------------------------------------------------
+
+
+def _collect(guard: Guard, run: ItemRun, changes: list[Change]) -> None:
+    if changes:
+        fixture = run.fixtures[-1] if run.fixtures else None
+        run.leaks.extend(
+            _flag(guard, changes, run.nodeid, run.phase, fixture, run.allowed, run.masked)
+        )
+
+
+def _allowed(item: pytest.Item) -> frozenset[str] | None:
+    names: set[str] = set()
+    known = set(known_names())
+    for marker in item.iter_markers("allow_rng_leak"):
+        extra = set(marker.kwargs) - {"reason"}
+        if extra:
+            pytest.fail(
+                f"{item.nodeid}: allow_rng_leak got unknown keyword(s) {sorted(extra)}; "
+                f"it takes source names and reason=",
+                pytrace=False,
+            )
+        if not marker.args:
+            return None
+        for name in marker.args:
+            if not isinstance(name, str) or name not in known:
+                pytest.fail(
+                    f"{item.nodeid}: allow_rng_leak got {name!r}, which is not a source; "
+                    f"known sources are {', '.join(sorted(known))}",
+                    pytrace=False,
+                )
+            names.add(name)
+    return frozenset(names)
+
+
+def _recipe(item: pytest.Item, guard: Guard) -> tuple[Recipe, int] | None:
+    marker = item.get_closest_marker("deterministic")
+    if marker is None:
+        return None
+    unknown = set(marker.kwargs) - _DETERMINISTIC_KEYWORDS
+    if unknown or len(marker.args) > 1 or (marker.args and "seed" in marker.kwargs):
+        pytest.fail(
+            f"{item.nodeid}: deterministic takes (seed=None, *, env=None, torch_flags=True, "
+            f"warn_only=False, repeat=None); got args={marker.args!r} "
+            f"kwargs={sorted(marker.kwargs)!r}",
+            pytrace=False,
+        )
+    seed = marker.args[0] if marker.args else marker.kwargs.get("seed")
+    try:
+        checked_seed, env = check_arguments(
+            seed,
+            marker.kwargs.get("env"),
+            marker.kwargs.get("torch_flags", True),
+            marker.kwargs.get("warn_only", False),
+        )
+        repeat = marker.kwargs.get("repeat")
+        if repeat is not None and (
+            isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1
+        ):
+            raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+    except ValueError as exc:
+        pytest.fail(f"{item.nodeid}: deterministic: {exc}", pytrace=False)
+    if checked_seed is None:
+        checked_seed = derive_seed(guard.settings.seed, item.nodeid)
+    recipe = Recipe(
+        checked_seed,
+        (*guard.settings.env_set, *env),
+        marker.kwargs.get("torch_flags", True),
+        marker.kwargs.get("warn_only", False),
+    )
+    return recipe, (repeat or guard.settings.repeat)
+
+
+def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
+    monitor = guard.monitor
+    applied = apply(recipe, monitor.available())
+    run.applied, run.seed = applied, recipe.seed
+    guard.deterministic_ran = True
+    masked = {(name, "") for name in applied.seeded}
+    masked.update(("env", name) for name in applied.env)
+    if applied.flags is not None:
+        masked.add(("torch.flags", ""))
+    run.masked = frozenset(masked)
+    if guard.watching:
+        monitor.held = frozenset(applied.seeded)
+    function = getattr(item, "obj", None)
+    if function is not None and hasattr(function, "hypothesis"):
+        # What ``@hypothesis.seed(n)`` does: examples are derived from the test's seed.
+        run.hypothesis_seed = (function, getattr(function, "_hypothesis_internal_use_seed", None))
+        function._hypothesis_internal_use_seed = recipe.seed
+    if guard.watching:
+        monitor.reset()
+
+
+def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
+    if run.hypothesis_seed is not None:
+        function, previous = run.hypothesis_seed
+        if previous is None:
+            del function._hypothesis_internal_use_seed
+        else:
+            function._hypothesis_internal_use_seed = previous
+    if run.applied is not None:
+        undo(run.applied, guard.monitor.available())
+        guard.monitor.held = frozenset()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    guard = _guard(item.config)
+    if guard is None:
+        return (yield)
+    monitor = guard.monitor
+    run = ItemRun(item.nodeid, monitor.reset() if guard.watching else {})
+    item.stash[run_key] = run
+    guard.current = run
+    run.allowed = _allowed(item)
+    recipe = _recipe(item, guard)
+    if recipe is not None:
+        _start_deterministic(item, guard, run, recipe[0])
+    else:
+        run.seed = None
+    try:
+        return (yield)
+    finally:
+        if guard.watching:
+            _collect(guard, run, monitor.checkpoint())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    guard = _guard(request.config)
+    run = guard.current if guard is not None else None
+    if guard is None or run is None or not guard.watching:
+        return (yield)
+    monitor = guard.monitor
+    _collect(guard, run, monitor.checkpoint())
+    run.fixtures.append(fixturedef.argname)
+    try:
+        return (yield)
+    finally:
+        _collect(guard, run, monitor.checkpoint())
+        run.fixtures.pop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    guard = _guard(item.config)
+    run = item.stash.get(run_key, None)
+    if guard is None or run is None:
+        return (yield)
+    run.phase = "call"
+    run.recorder.called = True
+    try:
+        return (yield)
+    finally:
+        if guard.watching:
+            _collect(guard, run, guard.monitor.checkpoint())
+        if run.seed is not None:
+            run.recorder.end_states = guard.monitor.capture()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    guard = _guard(item.config)
+    run = item.stash.get(run_key, None)
+    if guard is None or run is None:
+        return (yield)
+    run.phase = "teardown"
+    try:
+        return (yield)
+    finally:
+        _finish(item, guard, run)
+
+
+def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
+    """After teardown: last check, put sources back, and tell the user."""
+    monitor = guard.monitor
+    if guard.watching:
+        _collect(guard, run, monitor.checkpoint())
+    _finish_deterministic(guard, run)
+    guard.current = None
+    if not guard.watching:
+        return
+    restore = guard.settings.restore
+    if restore == "all":
+        monitor.restore(run.start)
+    elif restore == "leaked" and run.leaks:
+        monitor.restore(run.start, {leak.change.source for leak in run.leaks})
+    monitor.reset()
+    _show_errors(item, guard)
+    if run.leaks and not item.stash.get(silent_key, False):
+        for leak in run.leaks:
+            item.user_properties.append(("rngguard_leak", _one_line(leak)))
+        if guard.settings.mode == "warn":
+            item.warn(RNGLeakWarning(render_test(run.nodeid, run.leaks)))
+
+
+def _one_line(leak: Leak) -> str:
+    return f"{leak.phase}: " + " ".join(render_change(leak, stack=False)[0].split())
+
+
+def _show_errors(node: pytest.Item | pytest.Collector, guard: Guard) -> None:
+    while guard.monitor.errors:
+        node.warn(pytest.PytestWarning(guard.monitor.errors.pop(0)))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    run = item.stash.get(run_key, None)
+    guard = _guard(item.config)
+    if run is None or guard is None:
+        return report
+    when = call.when
+    leaks = [leak for leak in run.leaks if leak.phase == when]
+    if leaks:
+        report.rngguard_leaks = [leak.to_json() for leak in leaks]  # type: ignore[attr-defined]
+    if guard.settings.mode == "fail":
+        _fail_report(report, run, when)
+    if run.seed is not None:
+        report.rngguard_seed = run.seed  # type: ignore[attr-defined]
+        if when == "call":
+            _check_reproducible(item, guard, run, report)
+        if report.failed:
+            report.sections.append(("rngguard", _reproduce(item, guard, run.seed)))
+    return report
+
+
+def _check_reproducible(
+    item: pytest.Item, guard: Guard, run: ItemRun, report: pytest.TestReport
+) -> None:
+    """Compare this run with the earlier runs of the same test and with the fingerprint
+    file; a difference fails the test as not reproducible."""
+    if item.stash.get(silent_key, False):
+        return
+    earlier = item.stash.get(repeats_key, [])
+    runs = len(earlier) + 1
+    problem = None
+    for number, (outcome, recorder) in enumerate(earlier[1:], start=2):
+        problem = _difference(earlier[0], (outcome, recorder), number)
+        if problem:
+            break
+    if problem is None and earlier:
+        problem = _difference(earlier[0], (report.outcome, run.recorder), runs)
+    if problem is None and report.passed and guard.settings.fingerprints:
+        printed = fingerprint(run.recorder, run.seed)
+        report.rngguard_fingerprint = printed  # type: ignore[attr-defined]
+        stored = guard.stored["tests"].get(item.nodeid) if guard.stored is not None else None
+        if stored is not None:
+            problem = compare_fingerprint(stored, printed)
+            note = version_note(guard.stored) if problem and guard.stored else None
+            if problem and note:
+                problem = f"{problem}; note: {note}"
+    if problem is None:
+        return
+    outcome = RepeatOutcome(item.nodeid, runs, problem)
+    report.rngguard_not_reproducible = outcome.to_json()  # type: ignore[attr-defined]
+    text = f"{item.nodeid} is not reproducible: {problem}"
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = text
+    else:
+        report.sections.append(("rngguard: not reproducible", text))
+
+
+def _difference(
+    first: tuple[str, Recorder], other: tuple[str, Recorder], number: int
+) -> str | None:
+    if first[0] != other[0]:
+        return f"run {number} {other[0]} but run 1 {first[0]}"
+    return compare_runs(first[1], other[1], number)
+
+
+def _fail_report(report: pytest.TestReport, run: ItemRun, when: str) -> None:
+    if when == "call":
+        leaks = [leak for leak in run.leaks if leak.phase in ("setup", "call")]
+    elif when == "teardown":
+        leaks = [leak for leak in run.leaks if leak.phase == "teardown"]
+        if not run.recorder.called:
+            leaks = run.leaks  # the call never ran: report setup leaks here
+    else:
+        return
+    if not leaks:
+        return
+    text = render_test(run.nodeid, leaks)
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = text
+    else:
+        report.sections.append(("rngguard leaks", text))
+
+
+def _reproduce(item: pytest.Item, guard: Guard, seed: int) -> str:
+    args = [sys.executable, "-m", "pytest", item.nodeid, f"--rngguard-seed={guard.settings.seed}"]
+    if not item.config.pluginmanager.has_plugin("rngguard") or os.environ.get(
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+    ):
+        args[3:3] = ["-p", "rngguard"]
+    return (
+        f"deterministic seed: {seed}\n"
+        f"re-run just this test with it (from {guard.rootdir}):\n"
+        f"  {shlex.join(args)}"
+    )
+
+
+class Gatherer:
+    """Gathers every test's leaks and results from its reports: in this process, or on the
+    xdist controller from its workers' reports.  Registered per session, since
+    ``pytest_runtest_logreport`` is not given the config."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        _gather(self._guard, report)
+
+
+def _gather(guard: Guard, report: pytest.TestReport) -> None:
+    leaks = getattr(report, "rngguard_leaks", None)
+    if leaks:
+        guard.leaks.extend(Leak.from_json(data) for data in leaks)
+    problem = getattr(report, "rngguard_not_reproducible", None)
+    if problem:
+        guard.not_reproducible.append(problem)
+    printed = getattr(report, "rngguard_fingerprint", None)
+    if printed is not None:
+        guard.fingerprints[report.nodeid] = printed
+    if getattr(report, "rngguard_seed", None) is not None:
+        guard.deterministic_ran = True
+    if report.when == "teardown":
+        guard.tests += 1
+
+
+def _repeats(item: pytest.Item, guard: Guard) -> int:
+    """How many times to run ``item``: >1 only for deterministic tests under repeat.  A bad
+    ``repeat=`` is reported by the test's setup, so it counts as one here."""
+    marker = item.get_closest_marker("deterministic")
+    if marker is None:
+        return 1
+    repeat = marker.kwargs.get("repeat")
+    if repeat is None:
+        return guard.settings.repeat
+    return repeat if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 1 else 1
+
+
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Run a repeated deterministic test's earlier runs unlogged, then the last one as usual;
+    the last run's call report compares them all (see ``_check_reproducible``)."""
+    guard = _guard(item.config)
+    if guard is None:
+        return None
+    runs = _repeats(item, guard)
+    if runs == 1:
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    earlier: list[tuple[str, Recorder]] = []
+    item.stash[silent_key] = True
+    try:
+        for _ in range(runs - 1):
+            # The parent as "next item" tears down this test's function-scoped fixtures but
+            # keeps the wider ones, so every run gets fresh function fixtures.
+            reports = runtestprotocol(item, log=False, nextitem=item.parent)  # type: ignore[arg-type]
+            outcome = next(
+                (r.outcome for r in reports if r.when == "call"),
+                reports[0].outcome,
+            )
+            run = item.stash.get(run_key, None)
+            earlier.append((outcome, run.recorder if run is not None else Recorder()))
+            if item.session.shouldfail or item.session.shouldstop:
+                break
+    finally:
+        item.stash[silent_key] = False
+    item.stash[repeats_key] = earlier
+    runtestprotocol(item, nextitem=nextitem)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+# -- end of session --------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    guard = _guard(config)
+    if guard is None:
+        return
+    lines = _summary_lines(guard, terminalreporter.verbosity > 0)
+    if lines:
+        terminalreporter.write_sep("=", "rngguard")
+        for line in lines:
+            terminalreporter.write_line(line)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(
+            _all_leaks(guard), guard.settings.mode, guard.not_reproducible
+        ):
+            terminalreporter.write_line(line)
+
+
+def _all_leaks(guard: Guard) -> list[Leak]:
+    return [*guard.collection_leaks, *guard.leaks]
+
+
+def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
+    lines = []
+    leaks = _all_leaks(guard)
+    if leaks:
+        tests = len({leak.nodeid for leak in leaks})
+        lines.append(
+            f"{len(leaks)} leak{'s' if len(leaks) != 1 else ''} of global random state in "
+            f"{tests} test{'s' if tests != 1 else ''} or module{'s' if tests != 1 else ''}:"
+        )
+        lines.extend(render_summary(leaks, verbose))
+    for problem in guard.not_reproducible:
+        lines.append(f"not reproducible: {problem['nodeid']}: {problem['detail']}")
+    if guard.stored is not None:
+        note = version_note(guard.stored)
+        if note:
+            lines.append(f"fingerprints: {note}")
+        missing = sorted(set(guard.fingerprints) - set(guard.stored["tests"]))
+        if missing:
+            lines.append(
+                f"fingerprints: {len(missing)} deterministic test(s) are not in "
+                f"{guard.settings.fingerprints}; add them with --rngguard-fingerprints-update"
+            )
+    elif guard.settings.fingerprints and guard.fingerprints:
+        lines.append(
+            f"fingerprints: wrote {len(guard.fingerprints)} to {guard.settings.fingerprints}"
+        )
+    if guard.deterministic_ran and sys.flags.hash_randomization:
+        lines.append(
+            "note: this interpreter's str hashes are randomised, which deterministic tests "
+            "cannot change at run time: set and dict-of-str iteration order can differ "
+            "between runs. Run pytest with PYTHONHASHSEED=0 in the environment to fix it."
+        )
+    return lines
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    guard = _guard(session.config)
+    if guard is None:
+        return
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker: the controller reports; hand it what no test report carries.
+        workeroutput["rngguard_collection_leaks"] = [
+            leak.to_json() for leak in guard.collection_leaks
+        ]
+        return
+    settings = guard.settings
+    if settings.mode == "fail" and guard.collection_leaks and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if settings.report:
+        write_json_atomically(settings.report, _report(guard))
+    if settings.fingerprints and guard.fingerprints and (
+        guard.stored is None or settings.fingerprints_update
+    ):
+        write_json_atomically(settings.fingerprints, fingerprint_file(guard.fingerprints))
+
+
+def _report(guard: Guard) -> dict[str, Any]:
+    s = guard.settings
+    return {
+        "version": REPORT_VERSION,
+        "plugin_version": __version__,
+        "mode": s.mode,
+        "strict": s.strict,
+        "seed": s.seed,
+        "sources": list(guard.header_sources),
+        "tests": guard.tests,
+        "leaks": [leak.report_json() for leak in _all_leaks(guard)],
+        "not_reproducible": list(guard.not_reproducible),
+    }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: every worker collects every module, so merge their collection
+    leaks once each."""
+    guard = _guard(node.config)
+    if guard is None:
+        return
+    seen = {json.dumps(leak.to_json(), sort_keys=True) for leak in guard.collection_leaks}
+    for data in getattr(node, "workeroutput", {}).get("rngguard_collection_leaks", []):
+        key = json.dumps(data, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            guard.collection_leaks.append(Leak.from_json(data))
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rngguard_seed(request: pytest.FixtureRequest) -> int:
+    """The integer seed of the current test: the one ``deterministic`` applied, or would."""
+    guard = _guard(request.config)
+    run = request.node.stash.get(run_key, None)
+    if run is not None and run.seed is not None:
+        return run.seed
+    base = guard.settings.seed if guard is not None else 0
+    return derive_seed(base, request.node.nodeid)
+
+
+@pytest.fixture
+def rngguard(request: pytest.FixtureRequest) -> Iterator[Rngguard]:
+    """Helper for the current test: ``snapshot()``, ``record(name, value)``,
+    ``assert_no_leak(fn, *args, **kwargs)``."""
+    run = request.node.stash.get(run_key, None)
+    recorder = run.recorder if run is not None else Recorder()
+    yield Rngguard(recorder)

@@ -1,0 +1,185 @@
+"""Leaks as users read them: one renderer for warnings, the terminal summary and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .origins import Origin
+from .snapshot import Change
+from .sources import CHANGED, REPLACED, RESEEDED
+
+REPORT_VERSION = 1
+TRACE_HINT = "origin unknown: re-run with --rngguard-trace to find the call"
+
+
+@dataclasses.dataclass(frozen=True)
+class Leak:
+    """A flagged change, with where it happened."""
+
+    nodeid: str
+    phase: str  # collection, setup, call or teardown
+    fixture: str | None
+    change: Change
+    restored: bool
+
+    def to_json(self) -> dict[str, Any]:
+        origin = self.change.origin
+        return {
+            "nodeid": self.nodeid,
+            "phase": self.phase,
+            "fixture": self.fixture,
+            "source": self.change.source,
+            "kind": self.change.kind,
+            "detail": self.change.detail,
+            "origin": origin.to_json() if origin is not None else None,
+            "restored": self.restored,
+            # Not in the JSON report (SPEC fixes its fields); carried for xdist and text.
+            "description": self.change.description,
+            "calls": [c.to_json() for c in self.change.calls],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Leak:
+        origin = data.get("origin")
+        change = Change(
+            data["source"],
+            data["kind"],
+            data.get("detail", ""),
+            data.get("description", ""),
+            Origin.from_json(origin) if origin else None,
+            tuple(Origin.from_json(c) for c in data.get("calls", ())),
+        )
+        return cls(data["nodeid"], data["phase"], data.get("fixture"), change, data["restored"])
+
+    def report_json(self) -> dict[str, Any]:
+        """Exactly the fields of a leak in the JSON report."""
+        data = self.to_json()
+        del data["description"], data["calls"]
+        return data
+
+
+def where(leak: Leak) -> str:
+    if leak.fixture:
+        return f"{leak.phase} (fixture {leak.fixture!r})"
+    return leak.phase
+
+
+def render_change(leak: Leak, *, stack: bool = True) -> list[str]:
+    """The lines describing one leak, origin first, as ``path:line`` an editor can open."""
+    change = leak.change
+    head = f"{change.label} {change.kind} during {where(leak)}"
+    if change.description:
+        head += f": {change.description}"
+    origin = change.origin
+    if origin is not None:
+        head += f" at {origin.location}"
+    lines = [head]
+    if origin is not None and stack and len(origin.stack) > 1:
+        lines.extend(f"    {frame}" for frame in origin.stack)
+    earlier = [c for c in change.calls if c != origin]
+    if earlier:
+        lines.append("    earlier calls in the same phase:")
+        lines.extend(f"      {c.location}" for c in earlier)
+    if origin is None and change.kind in (RESEEDED, REPLACED, CHANGED):
+        lines.append(f"    ({TRACE_HINT})")
+    return lines
+
+
+def render_test(nodeid: str, leaks: Sequence[Leak]) -> str:
+    """The text of one test's RNGLeakWarning (and of its failure in fail mode)."""
+    lines = [f"{nodeid} changed global random state:"]
+    for leak in leaks:
+        lines.extend(f"  {line}" for line in render_change(leak))
+    restored = sorted({leak.change.label for leak in leaks if leak.restored})
+    if restored:
+        lines.append(f"  put back after the test: {', '.join(restored)}")
+    return "\n".join(lines)
+
+
+def group_key(leak: Leak) -> tuple[str, str, str, str]:
+    origin = leak.change.origin
+    return (
+        leak.change.label,
+        leak.change.kind,
+        origin.location if origin is not None else "",
+        leak.phase,
+    )
+
+
+def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
+    """Terminal summary lines: one per leak with -v, else grouped by shared origin."""
+    if verbose:
+        lines = []
+        for leak in leaks:
+            for i, line in enumerate(render_change(leak, stack=False)):
+                lines.append(f"{leak.nodeid}: {line}" if i == 0 else f"  {line}")
+        return lines
+    groups: dict[tuple[str, str, str, str], list[Leak]] = defaultdict(list)
+    for leak in leaks:
+        groups[group_key(leak)].append(leak)
+    lines = []
+    for (label, kind, location, phase), members in groups.items():
+        tests = sorted({m.nodeid for m in members})
+        by = f" by {location}" if location else f" ({TRACE_HINT})"
+        if len(tests) == 1:
+            lines.append(f"{tests[0]}: {label} {kind} during {where(members[0])}{by}")
+        else:
+            lines.append(f"{len(tests)} tests: {label} {kind} during {phase}{by}")
+            shown = tests[:3]
+            more = f" and {len(tests) - len(shown)} more (-v lists all)" if len(tests) > 3 else ""
+            lines.append(f"  {', '.join(shown)}{more}")
+    return lines
+
+
+def github_annotations(
+    leaks: Iterable[Leak], mode: str, not_reproducible: Iterable[dict[str, Any]] = ()
+) -> list[str]:
+    """GitHub Actions workflow commands pointing at each leak's origin and at each
+    non-reproducible test's file."""
+    level = "error" if mode == "fail" else "warning"
+    lines = []
+    for leak in leaks:
+        text = " ".join(render_change(leak, stack=False)[0].split())
+        origin = leak.change.origin
+        where_ = f" file={_escape_property(origin.file)},line={origin.line}," if origin else " "
+        title = _escape_property(f"rngguard: {leak.change.label} {leak.change.kind}")
+        lines.append(f"::{level}{where_}title={title}::{_escape_data(f'{leak.nodeid}: {text}')}")
+    for problem in not_reproducible:
+        path = problem["nodeid"].partition("::")[0]
+        text = f"{problem['nodeid']} is not reproducible: {problem['detail']}"
+        lines.append(
+            f"::error file={_escape_property(path)},title=rngguard%3A not reproducible"
+            f"::{_escape_data(text)}"
+        )
+    return lines
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def write_json_atomically(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it into place."""
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".rngguard-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        os.replace(temp, target)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise

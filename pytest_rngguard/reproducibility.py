@@ -1,0 +1,371 @@
+"""Recording what tests produce, comparing runs deeply, and fingerprints across processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import struct
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .errors import NotReproducibleError
+
+FINGERPRINT_VERSION = 1
+
+# -- normalising values ----------------------------------------------------------------------
+
+
+class Array:
+    """An array or tensor as compared: kind, dtype, shape and a CPU copy of the data."""
+
+    __slots__ = ("data", "dtype", "kind", "shape")
+
+    def __init__(self, kind: str, dtype: str, shape: tuple[int, ...], data: Any) -> None:
+        self.kind, self.dtype, self.shape, self.data = kind, dtype, shape, data
+
+    def digest_bytes(self) -> bytes:
+        return _array_bits(self)
+
+
+def _float_key(value: float) -> tuple[str, bytes]:
+    if math.isnan(value):
+        return ("float", b"nan")  # every NaN is the same NaN here
+    return ("float", struct.pack("<d", value))
+
+
+def normalize(value: Any, path: str = "value") -> Any:
+    """A comparable, hashable-by-digest form of ``value``; TypeError for what cannot be
+    compared reliably."""
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return (type(value).__name__, value)
+    if isinstance(value, float):
+        return _float_key(value)
+    if isinstance(value, complex):
+        return ("complex", _float_key(value.real), _float_key(value.imag))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [normalize(v, f"{path}[{i}]") for i, v in enumerate(value)])
+    if isinstance(value, dict):
+        items = [(normalize(k, f"{path} key"), v, k) for k, v in value.items()]
+        items.sort(key=lambda item: repr(item[0]))
+        return ("dict", [(nk, normalize(v, f"{path}[{k!r}]")) for nk, v, k in items])
+    if isinstance(value, (set, frozenset)):
+        members = sorted((normalize(v, f"{path} member") for v in value), key=repr)
+        return ("set", members)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return ("dataclass", type(value).__qualname__, normalize(fields, path))
+    array = _as_array(value)
+    if array is not None:
+        return array
+    raise TypeError(
+        f"rngguard cannot compare {path} of type {type(value).__module__}."
+        f"{type(value).__qualname__} reliably (its repr or identity may differ between runs); "
+        f"record numbers, strings, bytes, NumPy arrays, torch tensors, or containers and "
+        f"dataclasses of these derived from it instead"
+    )
+
+
+def _as_array(value: Any) -> Array | None:
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        data = numpy.array(value, copy=True)
+        if data.dtype.hasobject:
+            return None
+        return Array("ndarray", data.dtype.str, tuple(data.shape), data)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        data = value.detach().to("cpu", copy=True).contiguous()
+        return Array("tensor", str(data.dtype).replace("torch.", ""), tuple(data.shape), data)
+    return None
+
+
+def _array_bits(array: Array) -> bytes:
+    data = array.data
+    if array.kind == "tensor":
+        import torch
+
+        flat = data.reshape(-1)
+        if flat.is_floating_point() or flat.is_complex():
+            flat = torch.where(torch.isnan(flat), torch.full_like(flat, float("nan")), flat)
+        return bytes(flat.view(torch.uint8).numpy().tobytes()) if flat.numel() else b""
+    import numpy
+
+    flat = data.reshape(-1)
+    if flat.dtype.kind in "fc":
+        flat = numpy.where(numpy.isnan(flat), numpy.array(numpy.nan, dtype=flat.dtype), flat)
+    return bytes(flat.tobytes())
+
+
+def _element(array: Array, index: int) -> Any:
+    flat = array.data.reshape(-1)
+    item = flat[index]
+    return item.item() if hasattr(item, "item") else item
+
+
+def _unravel(index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for size in reversed(shape):
+        out.append(index % size if size else 0)
+        index //= size if size else 1
+    return tuple(reversed(out))
+
+
+def _first_array_difference(a: Array, b: Array) -> str | None:
+    if (a.kind, a.dtype, a.shape) != (b.kind, b.dtype, b.shape):
+        return f": {a.kind} {a.dtype}{list(a.shape)} != {b.kind} {b.dtype}{list(b.shape)}"
+    bits_a, bits_b = _array_bits(a), _array_bits(b)
+    if bits_a == bits_b:
+        return None
+    count = 1
+    for size in a.shape:
+        count *= size
+    itemsize = len(bits_a) // count if count else 1
+    for i in range(count):
+        if bits_a[i * itemsize : (i + 1) * itemsize] != bits_b[i * itemsize : (i + 1) * itemsize]:
+            index = _unravel(i, a.shape)
+            where = ", ".join(map(str, index))
+            return f"[{where}]: {_element(a, i)!r} != {_element(b, i)!r}"
+    return ": differ"  # pragma: no cover
+
+
+def _show(node: Any) -> str:
+    if isinstance(node, Array):
+        return f"{node.kind} {node.dtype}{list(node.shape)}"
+    if node[0] == "float":
+        return "nan" if node[1] == b"nan" else repr(struct.unpack("<d", node[1])[0])
+    if node[0] in ("list", "tuple", "dict", "set", "dataclass", "complex"):
+        return f"<{node[0]}>"
+    return repr(node[1])
+
+
+def first_difference(a: Any, b: Any, path: str) -> str | None:
+    """Where two normalized values first differ, as ``path: a != b``; None if equal."""
+    if isinstance(a, Array) or isinstance(b, Array):
+        if not (isinstance(a, Array) and isinstance(b, Array)):
+            return f"{path}: {_show(a)} != {_show(b)}"
+        found = _first_array_difference(a, b)
+        return None if found is None else f"{path}{found}"
+    if a[0] != b[0]:
+        return f"{path}: {_show(a)} != {_show(b)}"
+    kind = a[0]
+    if kind in ("list", "tuple", "set"):
+        for i, (x, y) in enumerate(zip(a[1], b[1])):
+            found = first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        if len(a[1]) != len(b[1]):
+            return f"{path}: length {len(a[1])} != {len(b[1])}"
+        return None
+    if kind == "dict":
+        keys_a = [k for k, _ in a[1]]
+        keys_b = [k for k, _ in b[1]]
+        if keys_a != keys_b:
+            return f"{path}: keys {[_show(k) for k in keys_a]} != {[_show(k) for k in keys_b]}"
+        for (key, x), (_, y) in zip(a[1], b[1]):
+            found = first_difference(x, y, f"{path}[{_show(key)}]")
+            if found:
+                return found
+        return None
+    if kind == "dataclass":
+        if a[1] != b[1]:
+            return f"{path}: {a[1]} != {b[1]}"
+        return first_difference(a[2], b[2], path)
+    if kind == "complex":
+        return first_difference(("tuple", [a[1], a[2]]), ("tuple", [b[1], b[2]]), path)
+    if a != b:
+        return f"{path}: {_show(a)} != {_show(b)}"
+    return None
+
+
+def digest(node: Any) -> str:
+    """A stable digest of a normalized value (for fingerprints)."""
+    hasher = hashlib.sha256()
+
+    def feed(item: Any) -> None:
+        if isinstance(item, Array):
+            hasher.update(f"A{item.kind}{item.dtype}{item.shape}".encode())
+            hasher.update(item.digest_bytes())
+        elif isinstance(item, (list, tuple)):
+            hasher.update(f"({len(item)}".encode())
+            for part in item:
+                feed(part)
+            hasher.update(b")")
+        elif isinstance(item, bytes):
+            hasher.update(b"b%d:" % len(item) + item)
+        else:
+            text = repr(item).encode()
+            hasher.update(b"r%d:" % len(text) + text)
+
+    feed(node)
+    return hasher.hexdigest()[:32]
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
+class Recorder:
+    """What one run of a test produced: its records and the sources' states after the call."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Any] = {}
+        self.end_states: dict[str, Any] = {}
+        self.called = False
+
+    def record(self, name: str, value: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"rngguard.record() needs a non-empty string name, got {name!r}")
+        if name in self.records:
+            raise ValueError(f"rngguard.record(): {name!r} was already recorded in this run")
+        self.records[name] = normalize(value, repr(name))
+
+
+def compare_runs(first: Recorder, other: Recorder, run: int) -> str | None:
+    """Why run ``run`` differs from run 1 (records first, then end states); None if same."""
+    names_a, names_b = list(first.records), list(other.records)
+    if names_a != names_b:
+        return f"run {run} recorded {names_b} but run 1 recorded {names_a}"
+    for name in names_a:
+        found = first_difference(first.records[name], other.records[name], f"record {name!r}")
+        if found:
+            return f"run {run} differs from run 1 at {found}"
+    for source in sorted(set(first.end_states) | set(other.end_states)):
+        if first.end_states.get(source) != other.end_states.get(source):
+            return (
+                f"run {run} differs from run 1 in the state of {source!r} after the call: the "
+                f"test drew a different amount of randomness"
+            )
+    return None
+
+
+class Rngguard:
+    """The ``rngguard`` fixture's helper for the current test."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def record(self, name: str, value: Any) -> None:
+        """Store a value the reproducibility gate compares across runs."""
+        self._recorder.record(name, value)
+
+    def snapshot(self) -> Any:
+        from .guard import snapshot
+
+        return snapshot()
+
+    def assert_no_leak(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn`` and raise RNGLeakError if it changed global random state."""
+        from .guard import guard
+
+        with guard(label=getattr(fn, "__qualname__", repr(fn))):
+            return fn(*args, **kwargs)
+
+
+@dataclasses.dataclass
+class RepeatOutcome:
+    nodeid: str
+    runs: int
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodeid": self.nodeid, "runs": self.runs, "detail": self.detail}
+
+
+def assert_reproducible(
+    fn: Callable[..., Any], *args: Any, runs: int = 2, seed: int = 0, **kwargs: Any
+) -> Any:
+    """Run ``fn(*args, **kwargs)`` under ``deterministic(seed)`` ``runs`` times and compare the
+    results deeply (arrays and tensors bit for bit, NaN-aware floats, nested containers).
+
+    Returns the first run's result; raises NotReproducibleError naming the first differing
+    path and both values.
+    """
+    from .determinism import deterministic
+
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
+        raise ValueError(f"assert_reproducible: runs must be an integer >= 2, got {runs!r}")
+    results = []
+    for _ in range(runs):
+        with deterministic(seed):
+            results.append(fn(*args, **kwargs))
+    first = normalize(results[0], "result")
+    for run, result in enumerate(results[1:], start=2):
+        found = first_difference(first, normalize(result, "result"), "result")
+        if found:
+            raise NotReproducibleError(f"run {run} differs from run 1 at {found} (seed {seed})")
+    return results[0]
+
+
+# -- fingerprints ----------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("numpy", "torch"):
+        module = sys.modules.get(name)
+        found[name] = getattr(module, "__version__", None) if module is not None else None
+    return found
+
+
+def fingerprint(recorder: Recorder, seed: int | None) -> dict[str, Any]:
+    records = {name: digest(value) for name, value in recorder.records.items()}
+    states = {name: digest(_state_bytes(state)) for name, state in recorder.end_states.items()}
+    total = digest([sorted(records.items()), sorted(states.items())])
+    return {"seed": seed, "digest": total, "records": records, "states": states}
+
+
+def _state_bytes(state: Any) -> Any:
+    if isinstance(state, (bytes, str, int, float, bool)) or state is None:
+        return state
+    if isinstance(state, (tuple, list)):
+        return [_state_bytes(s) for s in state]
+    return repr(state)
+
+
+def compare_fingerprint(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    if old.get("digest") == new.get("digest"):
+        return None
+    problems = []
+    for kind in ("records", "states"):
+        before, after = old.get(kind, {}), new.get(kind, {})
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                label = "record" if kind == "records" else "state of"
+                problems.append(f"{label} {name!r}")
+    if old.get("seed") != new.get("seed"):
+        problems.append(f"seed {old.get('seed')} != {new.get('seed')}")
+    return "differs from the fingerprint file in " + (", ".join(problems) or "its digest")
+
+
+def load_fingerprints(path: str) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    if data.get("version") != FINGERPRINT_VERSION or not isinstance(data.get("tests"), dict):
+        raise ValueError(f"{path} is not a pytest-rngguard fingerprint file (version 1)")
+    return data
+
+
+def version_note(stored: dict[str, Any]) -> str | None:
+    made, now = stored.get("versions", {}), versions()
+    differing = [f"{k} {made.get(k)} -> {now.get(k)}" for k in sorted(now) if made.get(k) != now.get(k)]
+    if differing:
+        return "the fingerprints were made with other versions (" + ", ".join(differing) + ")"
+    return None
+
+
+def fingerprint_file(tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "version": FINGERPRINT_VERSION,
+        "versions": versions(),
+        "tests": dict(sorted(tests.items())),
+    }
+
+
+def iter_sorted(items: Sequence[Any]) -> Iterator[Any]:
+    return iter(sorted(items))

@@ -1,0 +1,193 @@
+"""Every option, declared once (CLI flag and ini key), resolved once into ``Settings``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from .sources import known_names
+from .sources.env import DEFAULT_VARIABLES
+
+MODES = ("off", "warn", "fail")
+RESTORE = ("leaked", "all", "none")
+#: pytest-randomly's and Hypothesis's own modules: never a leak (SPEC).
+DEFAULT_IGNORE = ("pytest_randomly", "pytest_randomly.*", "hypothesis", "hypothesis.*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its CLI flag (or None), ini key (or None), ini type, default and help."""
+
+    dest: str
+    cli: str | None
+    ini: str | None
+    ini_type: str | None
+    default: Any
+    help: str
+    metavar: str | None = None
+
+
+OPTIONS = (
+    Option("mode", "--rngguard", "rngguard_mode", "string", "warn",
+           "What to do about a leak: off, warn (default: one RNGLeakWarning per test) or fail",
+           "MODE"),
+    Option("strict", "--rngguard-strict", "rngguard_strict", "bool", False,
+           "Also flag sources that only advanced because numbers were drawn"),
+    Option("restore", "--rngguard-restore", "rngguard_restore", "string", "leaked",
+           "Which sources to put back after each test: leaked (default), all or none", "WHAT"),
+    Option("report", "--rngguard-report", "rngguard_report", "string", None,
+           "Write the JSON report of leaks and non-reproducible tests to PATH", "PATH"),
+    Option("seed", "--rngguard-seed", "rngguard_seed", "string", "0",
+           "Base seed (integer >= 0) from which deterministic tests derive theirs (default 0)",
+           "N"),
+    Option("repeat", "--rngguard-repeat", "rngguard_repeat", "string", "1",
+           "Run each deterministic test N times and fail it if the runs differ (default 1)",
+           "N"),
+    Option("trace", "--rngguard-trace", "rngguard_trace", "bool", False,
+           "Trace every call to find origins the default interception cannot see (slower)"),
+    Option("fingerprints", "--rngguard-fingerprints", "rngguard_fingerprints", "string", None,
+           "Write fingerprints of deterministic tests to PATH, or compare with it if it exists",
+           "PATH"),
+    Option("fingerprints_update", "--rngguard-fingerprints-update", None, None, False,
+           "Rewrite the fingerprint file instead of comparing with it"),
+    Option("sources", None, "rngguard_sources", "linelist", None,
+           "Only check these sources (default: every available one)"),
+    Option("env", None, "rngguard_env", "linelist", None,
+           "Watched environment variables: VAR (watched) or VAR=VALUE (watched, and set by "
+           "the deterministic marker)"),
+    Option("ignore", None, "rngguard_ignore", "linelist", None,
+           "Module patterns (fnmatch) whose state changes are not leaks; pytest-randomly's "
+           "and Hypothesis's own modules always are"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rngguard", "global random state guard (pytest-rngguard)")
+    for option in OPTIONS:
+        if option.cli is not None:
+            if option.ini_type == "bool" or option.dest == "fingerprints_update":
+                group.addoption(option.cli, action="store_true", default=None,
+                                dest=f"rngguard_{option.dest}", help=option.help)
+            else:
+                group.addoption(option.cli, action="store", default=None, metavar=option.metavar,
+                                dest=f"rngguard_{option.dest}", help=option.help)
+        if option.ini is not None:
+            default = option.default if option.ini_type != "linelist" else []
+            parser.addini(option.ini, option.help, type=option.ini_type,  # type: ignore[arg-type]
+                          default=default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    mode: str = "warn"
+    strict: bool = False
+    restore: str = "leaked"
+    report: str | None = None
+    seed: int = 0
+    repeat: int = 1
+    trace: bool = False
+    fingerprints: str | None = None
+    fingerprints_update: bool = False
+    sources: tuple[str, ...] | None = None
+    env_watched: tuple[str, ...] = DEFAULT_VARIABLES
+    env_set: tuple[tuple[str, str], ...] = ()
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+def _raw(config: pytest.Config, option: Option) -> tuple[Any, str]:
+    """The option's value and how the user spelled where it came from (for errors)."""
+    if option.cli is not None:
+        value = config.getoption(f"rngguard_{option.dest}")
+        if value is not None:
+            return value, option.cli
+    if option.ini is not None:
+        return config.getini(option.ini), f"{option.ini} (ini)"
+    return option.default, option.cli or option.dest
+
+
+def _usage(name: str, value: Any, allowed: str) -> pytest.UsageError:
+    return pytest.UsageError(f"rngguard: {name}={value!r} is not valid: {allowed}")
+
+
+def _choice(allowed: Sequence[str]) -> Callable[[Any, str], str]:
+    def parse(value: Any, name: str) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise _usage(name, value, f"use one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _integer(minimum: int) -> Callable[[Any, str], int]:
+    def parse(value: Any, name: str) -> int:
+        try:
+            number = int(str(value).strip(), 10)
+        except ValueError:
+            raise _usage(name, value, f"use an integer >= {minimum}") from None
+        if number < minimum:
+            raise _usage(name, value, f"use an integer >= {minimum}")
+        return number
+
+    return parse
+
+
+def _path(value: Any, name: str) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def parse_env_lines(lines: Sequence[str], name: str = "rngguard_env") -> tuple[
+    tuple[str, ...], tuple[tuple[str, str], ...]
+]:
+    watched = list(DEFAULT_VARIABLES)
+    to_set = []
+    for line in lines:
+        var, eq, value = line.strip().partition("=")
+        var = var.strip()
+        if not var or not var.replace("_", "").isalnum() or var[0].isdigit():
+            raise _usage(name, line, "each line is VAR or VAR=VALUE with a valid variable name")
+        watched.append(var)
+        if eq:
+            to_set.append((var, value.strip()))
+    return tuple(dict.fromkeys(watched)), tuple(to_set)
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read and check every option once; a bad value is a UsageError naming it."""
+    parsers: dict[str, Callable[[Any, str], Any]] = {
+        "mode": _choice(MODES),
+        "restore": _choice(RESTORE),
+        "seed": _integer(0),
+        "repeat": _integer(1),
+        "report": _path,
+        "fingerprints": _path,
+        "strict": lambda v, n: bool(v),
+        "trace": lambda v, n: bool(v),
+        "fingerprints_update": lambda v, n: bool(v),
+    }
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw, name = _raw(config, option)
+        if option.dest in parsers:
+            values[option.dest] = parsers[option.dest](raw, name)
+    sources_lines = [s.strip() for s in config.getini("rngguard_sources") if s.strip()]
+    if sources_lines:
+        known = known_names()
+        unknown = [s for s in sources_lines if s not in known]
+        if unknown:
+            raise _usage("rngguard_sources (ini)", ", ".join(unknown),
+                         f"known sources are {', '.join(known)}")
+        values["sources"] = tuple(sources_lines)
+    watched, to_set = parse_env_lines([s for s in config.getini("rngguard_env") if s.strip()])
+    values["env_watched"], values["env_set"] = watched, to_set
+    ignore = [s.strip() for s in config.getini("rngguard_ignore") if s.strip()]
+    values["ignore"] = tuple(dict.fromkeys((*DEFAULT_IGNORE, *ignore)))
+    return Settings(**values)

@@ -1,0 +1,108 @@
+"""The one protocol every source of global random state implements."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+RESEEDED = "reseeded"
+REPLACED = "replaced"
+CHANGED = "changed"
+ADVANCED = "advanced"
+#: Every kind of change, most severe first.
+KINDS = (RESEEDED, REPLACED, CHANGED, ADVANCED)
+
+
+class Difference(NamedTuple):
+    """One way two captured states of a source differ."""
+
+    kind: str
+    detail: str = ""  # the device, variable or flag, where the source has several
+    description: str = ""  # human words for the values, e.g. "unset -> '42'"
+
+
+class Seeder(NamedTuple):
+    """A Python-level function that sets a source's state, intercepted to learn who called it.
+
+    ``target`` is a dotted path below ``module``: ``"seed"`` for ``numpy.random.seed``,
+    ``"environ.putenv"`` for a method of a module-level object.  ``detail`` maps the call's
+    arguments to the detail it affects, or to None when the call is not about this source.
+    """
+
+    module: str
+    target: str
+    kind: str
+    detail: Callable[..., str | None] | None = None
+
+
+class TraceTarget(NamedTuple):
+    """A method of global objects that only a tracer sees being called (C types, early binds).
+
+    ``owners`` returns the objects (e.g. ``torch.default_generator``) whose ``method`` counts.
+    """
+
+    owners: Callable[[], Sequence[object]]
+    method: str
+    kind: str
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A process-global random state that user code can see.
+
+    ``capture`` returns a value that compares equal (``==``) exactly when the state is the
+    same and that ``restore`` accepts.  It must be cheap: it runs at every phase boundary.
+    """
+
+    name: str
+    #: The module that must already be in ``sys.modules`` (the plugin never imports it).
+    module: str
+    #: Whether ``seed`` means something (``deterministic`` seeds these and holds them).
+    seedable: bool
+
+    def available(self) -> bool: ...
+
+    def capture(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+    def seed(self, seed: int) -> None: ...
+
+    def classify(self, before: Any, after: Any) -> list[Difference]:
+        """How ``after`` differs from ``before``; ``before`` is None for a source that became
+        available in between (then only a recognisable reseed is reported)."""
+        ...
+
+    def seeders(self) -> Sequence[Seeder]: ...
+
+    def trace_targets(self) -> Sequence[TraceTarget]: ...
+
+
+class ModuleSource:
+    """Defaults for a source that is available when its library is loaded."""
+
+    name = ""
+    module = ""
+    seedable = True
+
+    def available(self) -> bool:
+        return self.module in sys.modules
+
+    def seeders(self) -> Sequence[Seeder]:
+        return ()
+
+    def trace_targets(self) -> Sequence[TraceTarget]:
+        return ()
+
+
+def mt_kind(advanced: bool, seeded: bool) -> str:
+    """The kind of change of an MT19937 source whose state changed."""
+    if advanced:
+        return ADVANCED
+    return RESEEDED if seeded else REPLACED
+
+
+def library_of(module: str) -> str:
+    """The top-level package whose frames count as "inside the library" for origins."""
+    return module.partition(".")[0]

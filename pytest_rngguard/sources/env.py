@@ -1,0 +1,86 @@
+"""Watched environment variables (``rngguard_env``): seeds and determinism switches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .base import CHANGED, Difference, ModuleSource, Seeder
+
+DEFAULT_VARIABLES = (
+    "VLLM_ENABLE_V1_MULTIPROCESSING",
+    "PYTHONHASHSEED",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_LAUNCH_BLOCKING",
+    "TF_DETERMINISTIC_OPS",
+    "TF_CUDNN_DETERMINISTIC",
+    "PL_GLOBAL_SEED",
+    "PL_SEED_WORKERS",
+    "FLASH_ATTENTION_DETERMINISTIC",
+    "HCCL_DETERMINISTIC",
+)
+
+
+def _describe(value: str | None) -> str:
+    return "unset" if value is None else repr(value)
+
+
+class EnvSource(ModuleSource):
+    name = "env"
+    module = "os"
+    seedable = False
+
+    def __init__(self, variables: Iterable[str] = DEFAULT_VARIABLES) -> None:
+        self.variables = tuple(dict.fromkeys(variables))
+        # os.environ keeps the encoded values in ``_data``: reading it directly skips the
+        # per-key encode/decode of ``os.environ.get`` (checked, else the public API is used).
+        data = getattr(os.environ, "_data", None)
+        encode = getattr(os.environ, "encodekey", None)
+        self._keys: tuple[Any, ...] = tuple(self.variables)
+        self._data: Any = os.environ
+        if isinstance(data, dict) and encode is not None:
+            keys = tuple(encode(name) for name in self.variables)
+            if all(data.get(k) == _encoded(os.environ.get(n)) for k, n in zip(keys, self.variables)):
+                self._keys, self._data = keys, data
+
+    def capture(self) -> tuple[Any, ...]:
+        get = self._data.get
+        return tuple([get(key) for key in self._keys])
+
+    def _values(self, state: tuple[Any, ...]) -> list[str | None]:
+        return [os.fsdecode(v) if isinstance(v, bytes) else v for v in state]
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.variables, self._values(state)):
+            if value is None:
+                os.environ.pop(name, None)
+            elif os.environ.get(name) != value:
+                os.environ[name] = value
+
+    def seed(self, seed: int) -> None:
+        pass
+
+    def classify(self, before: tuple[Any, ...] | None, after: tuple[Any, ...]) -> list[Difference]:
+        old_values = self._values(before) if before is not None else [None] * len(after)
+        return [
+            Difference(CHANGED, name, f"{_describe(old)} -> {_describe(new)}")
+            for name, old, new in zip(self.variables, old_values, self._values(after))
+            if old != new
+        ]
+
+    def _detail(self, key: Any, *_: Any) -> str | None:
+        name = os.fsdecode(key) if isinstance(key, bytes) else str(key)
+        return name if name in self.variables else None
+
+    def seeders(self) -> Sequence[Seeder]:
+        return (
+            Seeder("os", "putenv", CHANGED, self._detail),
+            Seeder("os", "unsetenv", CHANGED, self._detail),
+        )
+
+
+def _encoded(value: str | None) -> Any:
+    if value is None or os.name == "nt":
+        return value
+    return os.fsencode(value)
