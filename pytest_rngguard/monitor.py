@@ -67,7 +67,9 @@ class Monitor:
         #: Messages about sources that raised and were disabled, not yet shown.
         self.errors: list[str] = []
         self.interceptor = Interceptor(self._intercepted)
-        self._tracer = Tracer(lambda: self._sources, self.interceptor, self._traced) if trace else None
+        self._tracer = (
+            Tracer(lambda: self._sources, self.interceptor, self._traced) if trace else None
+        )
         self._modules_seen = -1
         watched = {s.module for s in sources}
         watched.update(seeder.module for s in sources for seeder in s.seeders())
@@ -271,7 +273,8 @@ class Monitor:
         caller = caller_frame(frame, library_of(source.module))
         if caller is None or self._ignore(str(caller.f_globals.get("__name__", ""))):
             return
-        self._events.append(Event(source.name, kind, None, build_origin(caller, self._shorten), None))
+        origin = build_origin(caller, self._shorten)
+        self._events.append(Event(source.name, kind, None, origin, None))
 
     def _capture_one(self, source: Source) -> Any:
         if not source.available():

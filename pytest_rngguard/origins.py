@@ -112,7 +112,7 @@ def caller_frame(frame: FrameType | None, library: str) -> FrameType | None:
 
 def build_origin(frame: FrameType, shorten: Callable[[str], str]) -> Origin:
     """The origin at ``frame`` and the stack from the test (or outermost user code) to it."""
-    stack = []
+    stack: list[str] = []
     current: FrameType | None = frame
     while current is not None and len(stack) < MAX_STACK:
         module = _module_of(current)
@@ -271,10 +271,9 @@ class ImportWatcher:
                     del loader.exec_module
             imported(fullname)
 
-        try:
+        # A loader with slots refuses: the monitor still sees the module at the next stretch.
+        with contextlib.suppress(AttributeError, TypeError):
             loader.exec_module = exec_module
-        except (AttributeError, TypeError):
-            pass  # a loader with slots: the monitor still sees the module at the next stretch
         return spec
 
     def install(self) -> None:
@@ -319,7 +318,7 @@ class Tracer:
         codes: dict[Any, tuple[Source, str, int | None]] = {}
         for original_id, (source, seeder) in self._interceptor.originals.items():
             functions[original_id] = (source, seeder.kind)
-        for owner, attr, original, _ in self._interceptor.installed():
+        for _owner, _attr, original, _ in self._interceptor.installed():
             source, seeder = self._interceptor.originals[id(original)]
             function = getattr(original, "__func__", original)
             code = getattr(function, "__code__", None)

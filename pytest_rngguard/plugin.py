@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -380,7 +380,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
     guard = _guard(item.config)
     run = item.stash.get(run_key, None)
     if guard is None or run is None:
@@ -475,8 +477,8 @@ def _check_reproducible(
                 problem = f"{problem}; note: {note}"
     if problem is None:
         return
-    outcome = RepeatOutcome(item.nodeid, runs, problem)
-    report.rngguard_not_reproducible = outcome.to_json()  # type: ignore[attr-defined]
+    failure = RepeatOutcome(item.nodeid, runs, problem)
+    report.rngguard_not_reproducible = failure.to_json()  # type: ignore[attr-defined]
     text = f"{item.nodeid} is not reproducible: {problem}"
     if report.passed:
         report.outcome = "failed"
@@ -716,7 +718,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def rngguard_seed(request: pytest.FixtureRequest) -> int:
     """The integer seed of the current test: the one ``deterministic`` applied, or would."""
     guard = _guard(request.config)
-    run = request.node.stash.get(run_key, None)
+    run: ItemRun | None = request.node.stash.get(run_key, None)
     if run is not None and run.seed is not None:
         return run.seed
     base = guard.settings.seed if guard is not None else 0
@@ -724,9 +726,9 @@ def rngguard_seed(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
-def rngguard(request: pytest.FixtureRequest) -> Iterator[Rngguard]:
+def rngguard(request: pytest.FixtureRequest) -> Rngguard:
     """Helper for the current test: ``snapshot()``, ``record(name, value)``,
     ``assert_no_leak(fn, *args, **kwargs)``."""
     run = request.node.stash.get(run_key, None)
     recorder = run.recorder if run is not None else Recorder()
-    yield Rngguard(recorder)
+    return Rngguard(recorder)

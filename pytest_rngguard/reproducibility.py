@@ -154,7 +154,7 @@ def first_difference(a: Any, b: Any, path: str) -> str | None:
         return f"{path}: {_show(a)} != {_show(b)}"
     kind = a[0]
     if kind in ("list", "tuple", "set"):
-        for i, (x, y) in enumerate(zip(a[1], b[1])):
+        for i, (x, y) in enumerate(zip(a[1], b[1], strict=False)):
             found = first_difference(x, y, f"{path}[{i}]")
             if found:
                 return found
@@ -166,7 +166,7 @@ def first_difference(a: Any, b: Any, path: str) -> str | None:
         keys_b = [k for k, _ in b[1]]
         if keys_a != keys_b:
             return f"{path}: keys {[_show(k) for k in keys_a]} != {[_show(k) for k in keys_b]}"
-        for (key, x), (_, y) in zip(a[1], b[1]):
+        for (key, x), (_, y) in zip(a[1], b[1], strict=True):
             found = first_difference(x, y, f"{path}[{_show(key)}]")
             if found:
                 return found
@@ -353,7 +353,9 @@ def load_fingerprints(path: str) -> dict[str, Any] | None:
 
 def version_note(stored: dict[str, Any]) -> str | None:
     made, now = stored.get("versions", {}), versions()
-    differing = [f"{k} {made.get(k)} -> {now.get(k)}" for k in sorted(now) if made.get(k) != now.get(k)]
+    differing = [
+        f"{k} {made.get(k)} -> {now.get(k)}" for k in sorted(now) if made.get(k) != now.get(k)
+    ]
     if differing:
         return "the fingerprints were made with other versions (" + ", ".join(differing) + ")"
     return None

@@ -60,7 +60,7 @@ class Snapshot(Mapping[str, Any]):
 
     def diff(self, other: Snapshot) -> list[Change]:
         """What changed from this snapshot to ``other`` (a later one), classified."""
-        changes = []
+        changes: list[Change] = []
         for name, after in other._states.items():
             before = self._states.get(name)
             if before is not None and before == after:

@@ -97,7 +97,8 @@ def _from_entry_points() -> Iterable[Source]:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry.load()
-            source = loaded() if isinstance(loaded, type) or not isinstance(loaded, Source) else loaded
+            is_factory = isinstance(loaded, type) or not isinstance(loaded, Source)
+            source = loaded() if is_factory else loaded
             if not isinstance(source, Source):
                 raise TypeError(f"{source!r} does not implement the Source protocol")
         except Exception as exc:

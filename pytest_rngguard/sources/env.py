@@ -41,7 +41,8 @@ class EnvSource(ModuleSource):
         self._data: Any = os.environ
         if isinstance(data, dict) and encode is not None:
             keys = tuple(encode(name) for name in self.variables)
-            if all(data.get(k) == _encoded(os.environ.get(n)) for k, n in zip(keys, self.variables)):
+            pairs = zip(keys, self.variables, strict=True)
+            if all(data.get(k) == _encoded(os.environ.get(n)) for k, n in pairs):
                 self._keys, self._data = keys, data
 
     def capture(self) -> tuple[Any, ...]:
@@ -52,7 +53,7 @@ class EnvSource(ModuleSource):
         return [os.fsdecode(v) if isinstance(v, bytes) else v for v in state]
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.variables, self._values(state)):
+        for name, value in zip(self.variables, self._values(state), strict=True):
             if value is None:
                 os.environ.pop(name, None)
             elif os.environ.get(name) != value:
@@ -65,7 +66,7 @@ class EnvSource(ModuleSource):
         old_values = self._values(before) if before is not None else [None] * len(after)
         return [
             Difference(CHANGED, name, f"{_describe(old)} -> {_describe(new)}")
-            for name, old, new in zip(self.variables, old_values, self._values(after))
+            for name, old, new in zip(self.variables, old_values, self._values(after), strict=True)
             if old != new
         ]
 

@@ -54,7 +54,8 @@ class _NumpyMemory:
 
     @staticmethod
     def mt_state(raw: bytes) -> mt.MTState:
-        return mt.MTState(raw[: mt.WORDS_BYTES], int.from_bytes(raw[-4:], sys.byteorder, signed=True))
+        position = int.from_bytes(raw[-4:], sys.byteorder, signed=True)
+        return mt.MTState(raw[: mt.WORDS_BYTES], position)
 
 
 def _address(rs: Any) -> int:
@@ -69,9 +70,9 @@ def _numpy_memory() -> _NumpyMemory | None:
 
     try:
         probe = RandomState(MT19937(0))
-        state = list(probe.get_state())
+        state: list[Any] = list(probe.get_state())
         state[3], state[4] = 1, _PROBE_GAUSS
-        probe.set_state(tuple(state))
+        probe.set_state(tuple(state))  # type: ignore[arg-type]
         size = type(probe).__basicsize__
         offset = ctypes.string_at(id(probe), size).find(struct.pack("d", _PROBE_GAUSS))
         if offset < 8:
@@ -80,7 +81,7 @@ def _numpy_memory() -> _NumpyMemory | None:
         for seed in (0, 7, 2**32 - 1):
             probe.seed(seed)
             probe.standard_normal(3)
-            expected = probe.get_state()
+            expected: Any = probe.get_state()
             key, gauss = memory.read(probe, _address(probe))
             has_gauss, cached = struct.unpack_from("i4xd", gauss)
             if (
@@ -91,9 +92,10 @@ def _numpy_memory() -> _NumpyMemory | None:
         other = RandomState(MT19937(3))
         other.standard_normal(5)
         memory.write(probe, _address(probe), memory.read(other, _address(other)))
-        got, want = probe.get_state(), other.get_state()
+        got: Any = probe.get_state()
+        want: Any = other.get_state()
         if not (
-            (got[1] == want[1]).all() and got[2:] == want[2:]  # type: ignore[union-attr]
+            (got[1] == want[1]).all() and got[2:] == want[2:]
         ):
             return None
     except Exception:  # pragma: no cover - any surprise means: use the public API

@@ -29,14 +29,14 @@ class PythonRandomSource(ModuleSource):
     def capture(self) -> Any:
         inst = random._inst  # type: ignore[attr-defined]
         if self._memory is not None:
-            return self._memory.read(inst), inst.gauss_next
+            return self._memory.read(inst), inst.gauss_next  # type: ignore[attr-defined]
         return inst.getstate()
 
     def restore(self, state: Any) -> None:
         inst = random._inst  # type: ignore[attr-defined]
         if self._memory is not None:
             self._memory.write(inst, state[0])
-            inst.gauss_next = state[1]
+            inst.gauss_next = state[1]  # type: ignore[attr-defined]
         else:
             inst.setstate(state)
 

@@ -62,7 +62,9 @@ class TorchCudaSource(ModuleSource):
             return
         if state.devices is None:
             return  # CUDA started since: there is no earlier live state to go back to
-        for generator, (seed, offset) in zip(torch.cuda.default_generators, state.devices):
+        for generator, (seed, offset) in zip(
+            torch.cuda.default_generators, state.devices, strict=False
+        ):
             generator.manual_seed(seed)
             generator.set_offset(offset)
 
@@ -83,7 +85,7 @@ class TorchCudaSource(ModuleSource):
         if before.devices is None or after.devices is None:
             return []  # CUDA started and applied nothing new
         changes = []
-        for index, (old, new) in enumerate(zip(before.devices, after.devices)):
+        for index, (old, new) in enumerate(zip(before.devices, after.devices, strict=False)):
             if old == new:
                 continue
             if old[0] != new[0]:

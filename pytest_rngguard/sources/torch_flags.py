@@ -65,7 +65,7 @@ class TorchFlagsSource(ModuleSource):
             return []
         return [
             Difference(CHANGED, detail, f"{old} -> {new}")
-            for detail, old, new in zip(DETAILS, before, after)
+            for detail, old, new in zip(DETAILS, before, after, strict=True)
             if old != new
         ]
 
