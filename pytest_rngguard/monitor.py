@@ -71,6 +71,8 @@ class Monitor:
             Tracer(lambda: self._sources, self.interceptor, self._traced) if trace else None
         )
         self._modules_seen = -1
+        #: (name, capture) of the sources available at the last refresh: the hot path.
+        self._live: list[tuple[str, Callable[[], Any]]] = []
         watched = {s.module for s in sources}
         watched.update(seeder.module for s in sources for seeder in s.seeders())
         self._watcher = ImportWatcher(watched, self._module_imported)
@@ -99,7 +101,9 @@ class Monitor:
         if len(sys.modules) == self._modules_seen:
             return
         self._modules_seen = len(sys.modules)
-        self.interceptor.install(s for s in self._sources if s.available())
+        available = self.available()
+        self._live = [(s.name, s.capture) for s in available]
+        self.interceptor.install(available)
         if self._tracer is not None:
             self._tracer.refresh()
 
@@ -119,6 +123,11 @@ class Monitor:
     # -- capturing -------------------------------------------------------------------------
 
     def capture(self, sources: Iterable[Source] | None = None) -> dict[str, Any]:
+        if sources is None:
+            try:
+                return {name: capture() for name, capture in self._live}
+            except Exception:
+                pass  # the careful loop below finds and disables the source that raised
         states = {}
         for source in self._sources if sources is None else sources:
             if source.available():
@@ -149,6 +158,7 @@ class Monitor:
 
     def disable(self, source: Source, doing: str, exc: BaseException) -> None:
         self._sources = tuple(s for s in self._sources if s is not source)
+        self._live = [(name, capture) for name, capture in self._live if name != source.name]
         self.baseline.pop(source.name, None)
         self.errors.append(
             f"rngguard: the source {source.name!r} raised {exc!r} while {doing}; it is not "
@@ -165,13 +175,21 @@ class Monitor:
         self._pending.clear()
         return dict(self.baseline)
 
+    def settle(self) -> None:
+        """Forget the calls seen so far; the baseline, already current, stays."""
+        self._events.clear()
+        self._pending.clear()
+
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the
         new baseline."""
         self.refresh()
         current = self.capture()
-        changes = self._pending
         baseline = self.baseline
+        if current == baseline and not self._pending:
+            self._events.clear()
+            return []
+        changes = self._pending
         for name, after in current.items():
             before = baseline.get(name)
             if before is None or before != after:

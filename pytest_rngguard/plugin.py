@@ -83,6 +83,8 @@ class Guard:
     leaks: list[Leak] = dataclasses.field(default_factory=list)
     not_reproducible: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     tests: int = 0
+    #: The monitor's baseline is the state right after the last test: no need to capture.
+    settled: bool = False
     header_sources: tuple[str, ...] = ()
     deterministic_ran: bool = False
     #: Fingerprints of this session's passing deterministic tests, by node id.
@@ -166,6 +168,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     if guard is None or not guard.watching or not collector.nodeid:
         return (yield)
     monitor = guard.monitor
+    guard.settled = False
     if guard.collecting:
         _collection_leaks(guard, collector, guard.collecting[-1][0], monitor.checkpoint())
     else:
@@ -328,7 +331,14 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     if guard is None:
         return (yield)
     monitor = guard.monitor
-    run = ItemRun(item.nodeid, monitor.reset() if guard.watching else {})
+    if not guard.watching:
+        start: dict[str, Any] = {}
+    elif guard.settled:
+        start = dict(monitor.baseline)  # what the last test's teardown left, restored
+    else:
+        start = monitor.reset()
+    guard.settled = False
+    run = ItemRun(item.nodeid, start)
     item.stash[run_key] = run
     guard.current = run
     run.allowed = _allowed(item)
@@ -408,7 +418,9 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
         monitor.restore(run.start)
     elif restore == "leaked" and run.leaks:
         monitor.restore(run.start, {leak.change.source for leak in run.leaks})
-    monitor.reset()
+    monitor.settle()
+    # Undoing a deterministic recipe moved the state under the baseline: capture afresh.
+    guard.settled = run.applied is None
     _show_errors(item, guard)
     if run.leaks and not item.stash.get(silent_key, False):
         for leak in run.leaks:

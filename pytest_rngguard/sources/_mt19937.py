@@ -15,7 +15,7 @@ import random
 import struct
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 N = 624
 WORDS_BYTES = N * 4
@@ -80,6 +80,13 @@ class RandomMemory:
     def read(self, obj: random.Random) -> bytes:
         """``index`` (4 bytes) followed by the 624 key words."""
         return self._string_at(id(obj) + self._offset, 4 + WORDS_BYTES)
+
+    def view(self, obj: random.Random) -> Any:
+        """A ctypes array over the same bytes: ``view.raw`` reads them in a fraction of
+        ``read``'s time.  Valid while ``obj`` lives: the caller keeps a reference."""
+        import ctypes
+
+        return (ctypes.c_char * (4 + WORDS_BYTES)).from_address(id(obj) + self._offset)
 
     def write(self, obj: random.Random, raw: bytes) -> None:
         self._memmove(id(obj) + self._offset, raw, 4 + WORDS_BYTES)

@@ -46,8 +46,7 @@ class EnvSource(ModuleSource):
                 self._keys, self._data = keys, data
 
     def capture(self) -> tuple[Any, ...]:
-        get = self._data.get
-        return tuple([get(key) for key in self._keys])
+        return tuple(map(self._data.get, self._keys))
 
     def _values(self, state: tuple[Any, ...]) -> list[str | None]:
         return [os.fsdecode(v) if isinstance(v, bytes) else v for v in state]

@@ -42,6 +42,16 @@ class _NumpyMemory:
         self._string_at = ctypes.string_at
         self._memmove = ctypes.memmove
 
+    def views(self, rs: Any, address: int) -> tuple[Any, Any]:
+        """ctypes arrays over the bytes ``read`` copies; ``.raw`` reads them cheaply.  Valid
+        while ``rs`` lives: the caller keeps a reference."""
+        import ctypes
+
+        return (
+            (ctypes.c_char * (mt.WORDS_BYTES + 4)).from_address(address),
+            (ctypes.c_char * 16).from_address(id(rs) + self._gauss_offset - 8),
+        )
+
     def read(self, rs: Any, address: int) -> tuple[bytes, bytes]:
         return (
             self._string_at(address, mt.WORDS_BYTES + 4),
@@ -112,6 +122,7 @@ class NumpySource(ModuleSource):
         self._memory: _NumpyMemory | None = None
         self._rand: Any = None
         self._address = 0
+        self._views: tuple[Any, Any] = (None, None)
 
     def _prepare(self) -> None:
         from numpy.random import mtrand
@@ -120,13 +131,15 @@ class NumpySource(ModuleSource):
         self._memory = _numpy_memory()
         if self._memory is not None:
             self._address = _address(self._rand)
+            self._views = self._memory.views(self._rand, self._address)
         self._prepared = True
 
     def capture(self) -> Any:
         if not self._prepared:
             self._prepare()
         if self._memory is not None:
-            return self._memory.read(self._rand, self._address)
+            key, gauss = self._views
+            return key.raw, gauss.raw
         state = self._rand.get_state()
         return state[1].tobytes(), state[2:]
 

@@ -25,11 +25,15 @@ class PythonRandomSource(ModuleSource):
 
     def __init__(self) -> None:
         self._memory = mt.random_memory()
+        self._inst: Any = None
+        self._view: Any = None
 
     def capture(self) -> Any:
         inst = random._inst  # type: ignore[attr-defined]
         if self._memory is not None:
-            return self._memory.read(inst), inst.gauss_next  # type: ignore[attr-defined]
+            if inst is not self._inst:
+                self._inst, self._view = inst, self._memory.view(inst)
+            return self._view.raw, inst.gauss_next  # type: ignore[attr-defined]
         return inst.getstate()
 
     def restore(self, state: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .base import CHANGED, Difference, ModuleSource, Seeder
@@ -34,6 +34,40 @@ def set_flags(flags: TorchFlags) -> None:
     torch.backends.cudnn.benchmark = flags.cudnn_benchmark
 
 
+def _public_getters() -> tuple[Callable[[], bool], ...]:
+    import torch
+
+    cudnn = torch.backends.cudnn
+    return (
+        torch.are_deterministic_algorithms_enabled,
+        torch.is_deterministic_algorithms_warn_only_enabled,
+        lambda: bool(cudnn.deterministic),
+        lambda: bool(cudnn.benchmark),
+    )
+
+
+def _getters() -> tuple[Callable[[], bool], ...]:
+    """The C getters behind the public API (a tenth of the cost), where they agree with it."""
+    import torch
+
+    public = _public_getters()
+    names = (
+        "_get_deterministic_algorithms",
+        "_get_deterministic_algorithms_warn_only",
+        "_get_cudnn_deterministic",
+        "_get_cudnn_benchmark",
+    )
+    private = tuple(getattr(torch._C, name, None) for name in names)
+    if any(get is None for get in private):
+        return public
+    try:
+        if [get() for get in private] == [get() for get in public]:  # type: ignore[misc]
+            return private  # type: ignore[return-value]
+    except Exception:  # pragma: no cover - a torch that changed its internals
+        pass
+    return public
+
+
 class TorchFlagsSource(ModuleSource):
     name = "torch.flags"
     module = "torch.backends.cudnn"
@@ -42,16 +76,13 @@ class TorchFlagsSource(ModuleSource):
     def available(self) -> bool:
         return "torch" in sys.modules and self.module in sys.modules
 
-    def capture(self) -> TorchFlags:
-        import torch
+    _getters: tuple[Callable[[], bool], ...] | None = None
 
-        cudnn = torch.backends.cudnn
-        return TorchFlags(
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-            bool(cudnn.deterministic),
-            bool(cudnn.benchmark),
-        )
+    def capture(self) -> TorchFlags:
+        getters = self._getters
+        if getters is None:
+            getters = self._getters = _getters()
+        return TorchFlags(*[get() for get in getters])
 
     def restore(self, state: TorchFlags) -> None:
         if self.capture() != state:
