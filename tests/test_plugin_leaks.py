@@ -1,0 +1,373 @@
+"""Leaks as a user sees them: where they happen, what kind they are, and where they came from."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import leak_rows, run, run_with_report
+
+# -- where ---------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason="bug: _collection_leaks passes allowed=None ('every source allowed') to _flag, "
+    "so a test module's import is never reported",
+    strict=True,
+)
+def test_reports_a_test_module_that_seeds_at_import_as_a_collection_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_seeds_at_import="""
+        import random
+
+        random.seed(1234)
+
+        def test_nothing():
+            pass
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report, "nodeid", "phase", "fixture", "source", "kind", "restored") == [
+        ("test_seeds_at_import.py", "collection", None, "random", "reseeded", True)
+    ]
+    assert report["leaks"][0]["origin"]["function"] == "<module>"
+
+
+def test_puts_back_what_a_test_module_changed_at_import(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import random
+
+        BEFORE = random.getstate()
+        """
+    )
+    pytester.makepyfile(
+        test_seeds_at_import="""
+        import random
+
+        import conftest
+
+        random.seed(1234)
+
+        def test_sees_the_state_from_before_the_import():
+            assert random.getstate() == conftest.BEFORE
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_reports_a_function_fixture_by_name_in_setup(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import random
+
+        import pytest
+
+        @pytest.fixture
+        def seeded():
+            random.seed(7)
+
+        def test_uses_it(seeded):
+            pass
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report) == [
+        ("test_reports_a_function_fixture_by_name_in_setup.py::test_uses_it", "setup",
+         "seeded", "random", "reseeded"),
+    ]
+    result.stdout.fnmatch_lines(["*random reseeded during setup (fixture 'seeded')*"])
+
+
+def test_reports_module_and_session_fixtures_on_the_first_test_that_ran_them(
+    pytester: pytest.Pytester, numpy: object
+) -> None:
+    pytester.makeconftest(
+        """
+        import random
+
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def session_seed():
+            random.seed(1)
+        """
+    )
+    pytester.makepyfile(
+        test_first="""
+        import numpy as np
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def module_seed():
+            np.random.seed(2)
+
+        def test_one(session_seed, module_seed):
+            pass
+
+        def test_two(session_seed, module_seed):
+            pass
+        """,
+        test_second="""
+        def test_three(session_seed):
+            pass
+        """,
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=3, warnings=1)
+    assert leak_rows(report) == [
+        ("test_first.py::test_one", "setup", "module_seed", "numpy", "reseeded"),
+        ("test_first.py::test_one", "setup", "session_seed", "random", "reseeded"),
+    ]
+
+
+def test_reports_the_test_body_in_call(pytester: pytest.Pytester, numpy: object) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np
+
+        def test_seeds():
+            np.random.seed(3)
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report) == [
+        ("test_reports_the_test_body_in_call.py::test_seeds", "call", None, "numpy", "reseeded")
+    ]
+
+
+def test_reports_a_yield_fixture_teardown_in_teardown(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import random
+
+        import pytest
+
+        @pytest.fixture
+        def reseeds_on_exit():
+            yield
+            random.seed(99)
+
+        def test_uses_it(reseeds_on_exit):
+            pass
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report, "phase", "source", "kind") == [("teardown", "random", "reseeded")]
+    result.stdout.fnmatch_lines(["*random reseeded during teardown*"])
+
+
+# -- what ----------------------------------------------------------------------------------
+
+
+def test_reports_a_foreign_state_as_replaced(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import random
+
+        def test_sets_a_foreign_state():
+            random.setstate(random.Random(5).getstate())
+        """
+    )
+    result, report = run_with_report(pytester)
+    assert leak_rows(report, "source", "kind") == [("random", "replaced")]
+
+
+def test_reports_a_watched_environment_variable_as_changed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_sets_a_seed_variable():
+            os.environ["PL_GLOBAL_SEED"] = "42"
+            os.environ["NOT_WATCHED_AT_ALL"] = "1"
+        """
+    )
+    result, report = run_with_report(pytester)
+    assert leak_rows(report, "source", "kind", "detail") == [("env", "changed", "PL_GLOBAL_SEED")]
+    result.stdout.fnmatch_lines(["*env[[]PL_GLOBAL_SEED[]] changed during call*"])
+
+
+def test_reports_a_torch_flag_as_changed(pytester: pytest.Pytester, torch: object) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+
+        def test_turns_on_benchmark():
+            torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+
+        def test_turns_on_deterministic_algorithms():
+            torch.use_deterministic_algorithms(True)
+        """
+    )
+    result, report = run_with_report(pytester)
+    assert leak_rows(report, "nodeid", "source", "kind", "detail") == [
+        ("test_reports_a_torch_flag_as_changed.py::test_turns_on_benchmark",
+         "torch.flags", "changed", "cudnn.benchmark"),
+        ("test_reports_a_torch_flag_as_changed.py::test_turns_on_deterministic_algorithms",
+         "torch.flags", "changed", "deterministic_algorithms"),
+    ]
+
+
+def test_reports_a_torch_reseed(pytester: pytest.Pytester, torch: object) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+
+        def test_seeds():
+            torch.manual_seed(0)
+        """
+    )
+    result, report = run_with_report(pytester)
+    assert leak_rows(report, "source", "kind") == [("torch", "reseeded")]
+
+
+DRAWS = """
+    import random
+
+    import numpy as np
+    import torch
+
+    def test_draws():
+        random.random()
+        np.random.rand(3)
+        torch.rand(3)
+    """
+
+
+def test_does_not_report_draws_by_default(
+    pytester: pytest.Pytester, numpy: object, torch: object
+) -> None:
+    pytester.makepyfile(DRAWS)
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1)
+    assert report["leaks"] == []
+
+
+def test_reports_draws_as_advanced_with_strict(
+    pytester: pytest.Pytester, numpy: object, torch: object
+) -> None:
+    pytester.makepyfile(DRAWS)
+    result, report = run_with_report(pytester, "--rngguard-strict")
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report, "source", "kind") == [
+        ("numpy", "advanced"),
+        ("random", "advanced"),
+        ("torch", "advanced"),
+    ]
+
+
+def test_does_not_report_a_change_put_back_within_the_phase(
+    pytester: pytest.Pytester, numpy: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import random
+
+        import numpy as np
+
+        def test_puts_everything_back():
+            state, np_state = random.getstate(), np.random.get_state()
+            random.seed(1)
+            np.random.seed(1)
+            os.environ["PYTHONHASHSEED"] = "1"
+            random.setstate(state)
+            np.random.set_state(np_state)
+            del os.environ["PYTHONHASHSEED"]
+        """
+    )
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    result, report = run_with_report(pytester, "--rngguard-strict")
+    result.assert_outcomes(passed=1)
+    assert report["leaks"] == []
+
+
+def test_never_reports_local_numpy_generators(pytester: pytest.Pytester, numpy: object) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np
+
+        def test_uses_local_generators():
+            np.random.default_rng().random(10)
+            np.random.default_rng(5).integers(0, 10, 10)
+        """
+    )
+    result, report = run_with_report(pytester, "--rngguard-strict")
+    result.assert_outcomes(passed=1)
+    assert report["leaks"] == []
+
+
+# -- where from ----------------------------------------------------------------------------
+
+
+def test_shows_the_origin_and_stack_in_the_warning_and_the_summary(
+    pytester: pytest.Pytester, numpy: object
+) -> None:
+    pytester.makepyfile(
+        helpers="""
+        import numpy as np
+
+        def set_random_seed(seed):
+            np.random.seed(seed)
+        """,
+        test_origin="""
+        import helpers
+
+        def build():
+            helpers.set_random_seed(1)
+
+        def test_builds():
+            build()
+        """,
+    )
+    result, report = run_with_report(pytester)
+    result.stdout.fnmatch_lines(
+        [
+            "*RNGLeakWarning: test_origin.py::test_builds changed global random state:",
+            "*numpy reseeded during call at helpers.py:4 in set_random_seed",
+            "*test_origin.py:7 in test_builds",
+            "*test_origin.py:4 in build",
+            "*helpers.py:4 in set_random_seed",
+            "*= rngguard =*",
+            "test_origin.py::test_builds: numpy reseeded during call by "
+            "helpers.py:4 in set_random_seed",
+        ]
+    )
+    assert report["leaks"][0]["origin"] == {
+        "file": "helpers.py",
+        "line": 4,
+        "function": "set_random_seed",
+        "stack": [
+            "test_origin.py:7 in test_builds",
+            "test_origin.py:4 in build",
+            "helpers.py:4 in set_random_seed",
+        ],
+    }
+
+
+def test_attributes_a_library_first_imported_in_the_middle_of_a_test(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("numpy")
+    pytester.makepyfile(
+        test_late_import="""
+        import sys
+
+        def test_imports_numpy_late():
+            assert "numpy" not in sys.modules
+            import numpy
+            numpy.random.seed(5)
+        """
+    )
+    # A fresh process: numpy must really be imported for the first time inside the test.
+    result, report = run_with_report(pytester, subprocess=True)
+    result.assert_outcomes(passed=1, warnings=1)
+    [leak] = report["leaks"]
+    assert (leak["phase"], leak["source"], leak["kind"]) == ("call", "numpy", "reseeded")
+    assert leak["origin"]["file"] == "test_late_import.py"
+    assert (leak["origin"]["line"], leak["origin"]["function"]) == (6, "test_imports_numpy_late")
