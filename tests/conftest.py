@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import random
+import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -32,6 +36,31 @@ def numpy() -> ModuleType:
 def torch() -> ModuleType:
     """torch, imported once for the same reason (it cannot be imported twice at all)."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _outer_state_kept(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In-process inner runs share this process's RNGs and environment; what an inner run
+    leaves behind on purpose (``--rngguard=off``, ``--rngguard-restore=none``) must not reach
+    the next test, so a pytester test gets them back as it found them."""
+    if "pytester" not in request.fixturenames:
+        yield
+        return
+    environ, states = dict(os.environ), [random.getstate()]
+    numpy, torch = sys.modules.get("numpy.random"), sys.modules.get("torch")
+    if numpy is not None:
+        states.append(numpy.get_state())
+    if torch is not None:
+        states.append(torch.get_rng_state())
+    yield
+    random.setstate(states[0])
+    if numpy is not None:
+        numpy.set_state(states[1])
+    if torch is not None:
+        torch.set_rng_state(states[-1])
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
+    os.environ.update(environ)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 from conftest import leak_rows, run, run_with_report
 
+#: A package bug (see the helpers' report): ``_collection_leaks`` passes ``allowed=None``,
+#: which means "every source allowed", so a test module's import is never a leak.
+COLLECTION_LEAKS_IGNORED = pytest.mark.xfail(
+    reason="bug: plugin._collection_leaks passes allowed=None to _flag", strict=True
+)
+
 # -- where ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="bug: _collection_leaks passes allowed=None ('every source allowed') to _flag, "
-    "so a test module's import is never reported",
-    strict=True,
-)
+@COLLECTION_LEAKS_IGNORED
 def test_reports_a_test_module_that_seeds_at_import_as_a_collection_leak(
     pytester: pytest.Pytester,
 ) -> None:
@@ -34,6 +36,7 @@ def test_reports_a_test_module_that_seeds_at_import_as_a_collection_leak(
     assert report["leaks"][0]["origin"]["function"] == "<module>"
 
 
+@COLLECTION_LEAKS_IGNORED
 def test_puts_back_what_a_test_module_changed_at_import(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
@@ -48,7 +51,7 @@ def test_puts_back_what_a_test_module_changed_at_import(pytester: pytest.Pyteste
 
         import conftest
 
-        random.seed(1234)
+        random.seed(4321)
 
         def test_sees_the_state_from_before_the_import():
             assert random.getstate() == conftest.BEFORE
