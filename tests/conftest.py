@@ -35,7 +35,14 @@ def numpy() -> ModuleType:
 @pytest.fixture(scope="session")
 def torch() -> ModuleType:
     """torch, imported once for the same reason (it cannot be imported twice at all)."""
-    return pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
+    # Its first call imports hundreds of modules (torch._dynamo, _inductor) that register
+    # operators: they too must load before any snapshot, or the next inner run fails.
+    torch.use_deterministic_algorithms(
+        torch.are_deterministic_algorithms_enabled(),
+        warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    return torch
 
 
 @pytest.fixture(autouse=True)

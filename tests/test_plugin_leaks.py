@@ -354,9 +354,8 @@ def test_shows_the_origin_and_stack_in_the_warning_and_the_summary(
 
 
 def test_attributes_a_library_first_imported_in_the_middle_of_a_test(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, numpy: object
 ) -> None:
-    pytest.importorskip("numpy")
     pytester.makepyfile(
         test_late_import="""
         import sys
