@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import leak_rows, run, run_with_report
 
@@ -373,3 +375,72 @@ def test_attributes_a_library_first_imported_in_the_middle_of_a_test(
     assert (leak["phase"], leak["source"], leak["kind"]) == ("call", "numpy", "reseeded")
     assert leak["origin"]["file"] == "test_late_import.py"
     assert (leak["origin"]["line"], leak["origin"]["function"]) == (6, "test_imports_numpy_late")
+
+
+# -- other plugins that seed -----------------------------------------------------------------
+
+
+def test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are(
+    pytester: pytest.Pytester, numpy: object
+) -> None:
+    pytest.importorskip("pytest_randomly")
+    pytester.makepyfile(
+        """
+        import random
+
+        import numpy as np
+        import pytest
+
+        @pytest.fixture
+        def draws():
+            random.random()
+            yield
+            np.random.rand()
+
+        def test_clean(draws):
+            random.random()
+
+        def test_leaks(draws):
+            np.random.seed(17)
+        """
+    )
+    path = pytester.path / "report.json"
+    result = pytester.runpytest(
+        "-p", "randomly", "--randomly-seed=3", f"--rngguard-report={path}"
+    )
+    result.stdout.fnmatch_lines(["Using --randomly-seed=3"])
+    result.assert_outcomes(passed=2, warnings=1)
+    report = json.loads(path.read_text())
+    assert leak_rows(report) == [
+        ("test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are.py::"
+         "test_leaks", "call", None, "numpy", "reseeded")
+    ]
+
+
+def test_hypothesis_tests_that_draw_are_not_leaks(
+    pytester: pytest.Pytester, numpy: object
+) -> None:
+    pytest.importorskip("hypothesis")
+    pytester.makepyfile(
+        """
+        import random
+
+        import numpy as np
+        from hypothesis import given, settings, strategies as st
+
+        @settings(max_examples=10, database=None)
+        @given(st.integers(0, 2**32 - 1))
+        def test_property(seed):
+            random.random()
+            np.random.rand()
+            st.randoms()
+
+        @settings(max_examples=5, database=None)
+        @given(st.randoms(use_true_random=False))
+        def test_with_a_random(rnd):
+            rnd.random()
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=2)
+    assert report["leaks"] == []
