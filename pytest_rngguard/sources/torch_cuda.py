@@ -15,6 +15,21 @@ from typing import Any, NamedTuple
 from .base import ADVANCED, REPLACED, RESEEDED, Difference, ModuleSource, Seeder, TraceTarget
 
 QUEUED = "queued until CUDA initialises"
+#: What torch seeds a CUDA generator with when nobody queued a seed (``default_rng_seed_val``).
+DEFAULT_SEED = 67280421310721
+
+
+def _queued_seed(callback: Any) -> int | None:
+    """The seed a queued ``manual_seed``/``manual_seed_all`` callback will apply (torch keeps
+    it in the callback's closure), or None if it cannot be told."""
+    for cell in getattr(callback, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 class CudaState(NamedTuple):
@@ -78,12 +93,14 @@ class TorchCudaSource(ModuleSource):
             torch.cuda.manual_seed_all(seed)  # queued: applied if CUDA starts
 
     def classify(self, before: CudaState | None, after: CudaState) -> list[Difference]:
-        if before is None or before.queued != after.queued:
+        if after.devices is None:  # still queued
             if before is None and after.queued[:2] == (None, None):
                 return []
-            return [Difference(RESEEDED, QUEUED if after.devices is None else "cuda")]
-        if before.devices is None or after.devices is None:
-            return []  # CUDA started and applied nothing new
+            if before is None or before.queued != after.queued:
+                return [Difference(RESEEDED, QUEUED)]
+            return []
+        if before is None or before.devices is None:
+            return self._started(before, after.devices)
         changes = []
         for index, (old, new) in enumerate(zip(before.devices, after.devices, strict=False)):
             if old == new:
@@ -99,6 +116,24 @@ class TorchCudaSource(ModuleSource):
                            f"seed {new[0]} offset {new[1]}")
             )
         return changes
+
+    @staticmethod
+    def _started(
+        before: CudaState | None, devices: tuple[tuple[int, int], ...]
+    ) -> list[Difference]:
+        """CUDA started in this stretch: each device should hold the seed queued before (or
+        torch's default); another seed means someone seeded it since."""
+        expected = {DEFAULT_SEED}
+        if before is not None:
+            for callback in before.queued[:2]:
+                seed = _queued_seed(callback)
+                if seed is not None:
+                    expected = {seed}
+        return [
+            Difference(RESEEDED, f"cuda:{index}", f"seed {seed} after CUDA started")
+            for index, (seed, _) in enumerate(devices)
+            if seed not in expected
+        ]
 
     def seeders(self) -> Sequence[Seeder]:
         return tuple(
