@@ -5,6 +5,7 @@ the user's own process when ``VLLM_ENABLE_V1_MULTIPROCESSING=0``."""
 from __future__ import annotations
 
 from .engine import DEFAULT_SEED, set_random_seed
-from .llm import LLM, RequestOutput, SamplingParams
+from .llm import LLM
+from .params import RequestOutput, SamplingParams
 
 __all__ = ["DEFAULT_SEED", "LLM", "RequestOutput", "SamplingParams", "set_random_seed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import weakref
@@ -77,10 +78,8 @@ class MPClient:
 
 
 def _stop(process: multiprocessing.process.BaseProcess, connection: Any) -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError, OSError):
         connection.send(("shutdown", None))
-    except (BrokenPipeError, OSError):
-        pass
     process.join(timeout=10)
     if process.is_alive():
         process.kill()
