@@ -16,6 +16,7 @@ and are not watched.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -32,15 +33,38 @@ _STATEFUL = "tensorflow.python.ops.stateful_random_ops"
 _CONFIG = "tensorflow.python.framework.config"
 
 
+class Held:
+    """An object a state keeps for ``restore`` without being part of its value: states compare
+    equal, and fingerprint alike, across runs and processes whatever objects they hold."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Held)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "Held(...)"
+
+
 class TensorflowState(NamedTuple):
     """Compares equal exactly when TensorFlow would produce the same numbers."""
 
     seed: Any  # the eager global seed, None when unset
-    op_seeds: Any  # the ``random.Random`` that derives operation seeds (identity compared)
-    op_seeds_state: Any  # its state: raw MT19937 bytes, or ``getstate()``
-    generator: Any  # the global ``tf.random.Generator``, None until someone creates it
-    generator_state: bytes | None  # its state variable's int64 words
+    op_seeds: Any  # state of the ``random.Random`` that derives operation seeds from it
+    generator_state: bytes | None  # the global generator's int64 words; None if none exists
     op_determinism: bool
+    generator: Held  # the global ``tf.random.Generator`` object itself (or None)
+
+
+def _tf(name: str) -> Any:
+    """A module of ``tensorflow.python`` (loaded with TensorFlow: no import happens)."""
+    return importlib.import_module(f"tensorflow.python.{name}")
 
 
 def _describe_seed(seed: Any) -> str:
@@ -60,18 +84,16 @@ def _looks_seeded(raw: bytes) -> bool:
 
 def _classify_generator(before: TensorflowState, after: TensorflowState) -> Difference | None:
     old, new = before.generator_state, after.generator_state
-    if before.generator is after.generator and old == new:
+    if old == new:
         return None
-    if after.generator is None:
+    if new is None:
         return Difference(REPLACED, GENERATOR, "removed")
-    assert new is not None
-    if before.generator is None:
+    if old is None:
         if _looks_seeded(new):
             return Difference(RESEEDED, GENERATOR, "created from a seed")
         return Difference(ADVANCED, GENERATOR, "created on first use")
-    if before.generator is not after.generator:
+    if before.generator.obj is not after.generator.obj and after.generator.obj is not None:
         return Difference(REPLACED, GENERATOR, "set_global_generator")
-    assert old is not None
     (old_counter, old_key), (new_counter, new_key) = _counter_and_key(old), _counter_and_key(new)
     if new_key == old_key and new_counter > old_counter:
         return Difference(ADVANCED, GENERATOR, f"counter +{new_counter - old_counter}")
@@ -107,17 +129,14 @@ class TensorflowSource(ModuleSource):
         context = sys.modules[_CONTEXT]
         if not context.executing_eagerly():
             # Called from inside a function being traced (a seeder used in tf.function).
-            from tensorflow.python.framework import ops
-
-            with ops.init_scope():
+            with _tf("framework.ops").init_scope():
                 return bytes(variable.numpy().tobytes())
         try:
             # The raw op is a fifth of the cost of ``variable.numpy()`` (tens of µs).
             read = self._read_variable
             if read is None:
-                from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
-
-                read = self._read_variable = read_variable_op
+                read = _tf("ops.gen_resource_variable_ops").read_variable_op
+                self._read_variable = read
             return bytes(read(variable.handle, variable.dtype)._numpy().tobytes())
         except Exception:  # a distributed or mirrored variable: the public way
             return bytes(variable.numpy().tobytes())
@@ -131,11 +150,10 @@ class TensorflowSource(ModuleSource):
         config = sys.modules.get(_CONFIG)
         return TensorflowState(
             seed,
-            rng,
             None if rng is None else self._draws(rng),
-            generator,
             None if generator is None else self._generator_state(generator),
             bool(config.is_op_determinism_enabled()) if config is not None else False,
+            Held(generator),
         )
 
     # -- writing ----------------------------------------------------------------------------
@@ -144,70 +162,61 @@ class TensorflowSource(ModuleSource):
         now = self.capture()
         if now == state:
             return  # setting the seed clears TensorFlow's kernel cache: only when needed
-        if state[:3] != now[:3]:
+        if state[:2] != now[:2]:
             self._restore_seed(state)
-        if state.generator is not now.generator or state.generator_state != now.generator_state:
+        if state.generator.obj is not now.generator.obj or state[2] != now[2]:
             self._restore_generator(state)
         if state.op_determinism != now.op_determinism:
-            from tensorflow.python.framework import config
-
+            config = _tf("framework.config")
             if state.op_determinism:
                 config.enable_op_determinism()
             else:
                 config.disable_op_determinism()
 
     def _restore_seed(self, state: TensorflowState) -> None:
-        from tensorflow.python.eager import context
-
         # What ``set_seed`` does, clearing the kernel cache too: cached random kernels carry
         # their own position, which must not outlive the seed they were created under.
-        ctx = context.context()
+        ctx = _tf("eager.context").context()
         ctx._set_global_seed(state.seed)
         if state.op_seeds is None:
             return
-        ctx._rng = state.op_seeds
         if self._memory is not None:
-            self._memory.write(state.op_seeds, state.op_seeds_state)
+            self._memory.write(ctx._rng, state.op_seeds)
         else:
-            state.op_seeds.setstate(state.op_seeds_state)
+            ctx._rng.setstate(state.op_seeds)
 
     def _restore_generator(self, state: TensorflowState) -> None:
         import numpy
-        from tensorflow.python.framework import ops
-        from tensorflow.python.ops import stateful_random_ops
 
-        stateful_random_ops.global_generator = state.generator
-        if state.generator is None or state.generator_state is None:
+        generator = state.generator.obj
+        _tf("ops.stateful_random_ops").global_generator = generator
+        if generator is None or state.generator_state is None:
             return
-        if self._generator_state(state.generator) != state.generator_state:
+        if self._generator_state(generator) != state.generator_state:
             words = numpy.frombuffer(state.generator_state, dtype=numpy.int64)
-            with ops.init_scope():
-                state.generator.reset(words)
+            with _tf("framework.ops").init_scope():
+                generator.reset(words)
 
     def seed(self, seed: int) -> None:
         """``tf.random.set_seed(seed)``, the global generator reset from ``seed`` (created if
         none exists yet, so that a deterministic test may use it), and op determinism on."""
-        from tensorflow.python.framework import config, ops, random_seed
-        from tensorflow.python.ops import stateful_random_ops
-
-        random_seed.set_seed(seed)
-        with ops.init_scope():
+        stateful_random_ops = _tf("ops.stateful_random_ops")
+        _tf("framework.random_seed").set_seed(seed)
+        with _tf("framework.ops").init_scope():
             generator = stateful_random_ops.global_generator
             if generator is None:
-                stateful_random_ops.global_generator = stateful_random_ops.Generator.from_seed(
-                    seed
-                )
+                stateful_random_ops.global_generator = stateful_random_ops.Generator.from_seed(seed)
             else:
                 generator.reset_from_seed(seed)
-        config.enable_op_determinism()
+        _tf("framework.config").enable_op_determinism()
 
     # -- judging ----------------------------------------------------------------------------
 
     def classify(self, before: TensorflowState | None, after: TensorflowState) -> list[Difference]:
         if before is None:  # loaded meanwhile: only deliberate settings are recognisable
-            before = TensorflowState(None, None, None, None, None, False)
-            if after.generator is not None and not _looks_seeded(after.generator_state or b""):
-                after = after._replace(generator=None, generator_state=None)
+            before = TensorflowState(None, None, None, False, Held(None))
+            if after.generator_state is not None and not _looks_seeded(after.generator_state):
+                after = after._replace(generator_state=None, generator=Held(None))
         changes = []
         if before.seed != after.seed:
             changes.append(
@@ -215,19 +224,32 @@ class TensorflowSource(ModuleSource):
                     RESEEDED, "", f"{_describe_seed(before.seed)} -> {_describe_seed(after.seed)}"
                 )
             )
-        elif before.op_seeds is not after.op_seeds:
-            changes.append(Difference(RESEEDED, "", f"{after.seed!r} set again"))
-        elif before.op_seeds_state != after.op_seeds_state:
-            changes.append(Difference(ADVANCED))
+        elif before.op_seeds != after.op_seeds:
+            if self._drawn_from(before.op_seeds, after.op_seeds):
+                changes.append(Difference(ADVANCED))
+            else:
+                changes.append(Difference(RESEEDED, "", f"{after.seed!r} set again"))
         generator = _classify_generator(before, after)
         if generator is not None:
             changes.append(generator)
         if before.op_determinism != after.op_determinism:
             changes.append(
-                Difference(CHANGED, OP_DETERMINISM, f"{before.op_determinism} -> "
-                           f"{after.op_determinism}")
+                Difference(
+                    CHANGED, OP_DETERMINISM, f"{before.op_determinism} -> {after.op_determinism}"
+                )
             )
         return changes
+
+    def _drawn_from(self, old: Any, new: Any) -> bool:
+        """Whether operation seeds drawn from ``old`` lead to ``new`` (setting the seed, even
+        to the same value, starts the sequence over)."""
+        if self._memory is not None:
+            return mt.reachable(self._memory.split(old), self._memory.split(new))
+        old_words, new_words = old[1], new[1]
+        return mt.reachable(
+            mt.MTState(mt.key_bytes(old_words[: mt.N]), old_words[mt.N]),
+            mt.MTState(mt.key_bytes(new_words[: mt.N]), new_words[mt.N]),
+        )
 
     # -- who did it -------------------------------------------------------------------------
 
