@@ -66,7 +66,7 @@ def kinds(source: TensorflowSource, before: Any, after: Any) -> list[tuple[str, 
     return [(d.kind, d.detail) for d in source.classify(before, after)]
 
 
-def tests_and_leaks(report: dict[str, Any], *fields: str) -> list[tuple[Any, ...]]:
+def leaks_by_test(report: dict[str, Any], *fields: str) -> list[tuple[Any, ...]]:
     """The report's leaks as (test function, *fields), sorted."""
     return sorted(
         (leak["nodeid"].rpartition("::")[2], *(leak[f] for f in fields)) for leak in report["leaks"]
@@ -255,7 +255,7 @@ def test_reports_a_test_that_sets_the_tensorflow_seed_and_puts_it_back(
     result.stdout.fnmatch_lines(
         ["*tensorflow reseeded during call: unset -> 1 at *:4 in test_seeds*"]
     )
-    assert tests_and_leaks(report, "phase", "source", "kind", "detail", "restored") == [
+    assert leaks_by_test(report, "phase", "source", "kind", "detail", "restored") == [
         ("test_seeds", "call", "tensorflow", "reseeded", "", True)
     ]
 
@@ -281,7 +281,7 @@ def test_reports_the_global_generator_and_op_determinism_by_detail(
     )
     result, report = run_with_report(pytester)
     result.assert_outcomes(passed=4, warnings=3)
-    assert tests_and_leaks(report, "kind", "detail") == [
+    assert leaks_by_test(report, "kind", "detail") == [
         ("test_replaces_the_generator", "replaced", "global_generator"),
         ("test_resets_the_generator", "reseeded", "global_generator"),
         ("test_turns_on_op_determinism", "changed", "op_determinism"),
