@@ -20,6 +20,9 @@ with contextlib.suppress(ImportError):
 
 #: Inner runs auto-load every installed plugin: pytest-randomly too, unless told not to.
 NO_RANDOMLY = ("-p", "no:randomly")
+#: Plugins that a fresh process would spend most of its start-up importing (Hypothesis's
+#: alone takes a second); left out of subprocess runs that are not about them.
+UNUSED_IN_SUBPROCESS = ("-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:anyio")
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +73,10 @@ def _outer_state_kept(request: pytest.FixtureRequest) -> Iterator[None]:
     os.environ.update(environ)
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    """An in-process inner run without pytest-randomly."""
+def run(pytester: pytest.Pytester, *args: str, subprocess: bool = False) -> pytest.RunResult:
+    """An inner run without pytest-randomly, in process unless told otherwise."""
+    if subprocess:
+        return pytester.runpytest_subprocess(*NO_RANDOMLY, *UNUSED_IN_SUBPROCESS, *args)
     return pytester.runpytest(*NO_RANDOMLY, *args)
 
 
@@ -80,8 +85,7 @@ def run_with_report(
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
     """An inner run that writes the JSON report; returns the result and the report."""
     path = pytester.path / "rngguard-report.json"
-    runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
-    result = runner(*NO_RANDOMLY, f"--rngguard-report={path}", *args)
+    result = run(pytester, f"--rngguard-report={path}", *args, subprocess=subprocess)
     return result, json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -55,8 +55,8 @@ def test_draws_are_the_same_across_separate_runs_and_differ_between_tests(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
     pytester.makepyfile(DRAWING_TESTS)
-    first = pytester.runpytest_subprocess(*NO_RANDOMLY, "-s")
-    second = pytester.runpytest_subprocess(*NO_RANDOMLY, "-s")
+    first = run(pytester, "-s", subprocess=True)
+    second = run(pytester, "-s", subprocess=True)
     first.assert_outcomes(passed=3)
     assert draws(first) == draws(second)
     assert len(set(draws(first).values())) == 3
@@ -127,7 +127,7 @@ def test_seeds_numpy_before_numpy_random_is_loaded(
         """
     )
     # A fresh process, where numpy 2 has not loaded numpy.random yet.
-    pytester.runpytest_subprocess(*NO_RANDOMLY).assert_outcomes(passed=1)
+    run(pytester, subprocess=True).assert_outcomes(passed=1)
 
 
 def test_module_marker_seeds_every_test_of_the_module(pytester: pytest.Pytester) -> None:
@@ -468,7 +468,7 @@ def test_notes_randomised_str_hashes_when_deterministic_tests_ran(
             pass
         """
     )
-    result = pytester.runpytest_subprocess(*NO_RANDOMLY)
+    result = run(pytester, subprocess=True)
     result.assert_outcomes(passed=1)
     note = "*str hashes are randomised*Run pytest with PYTHONHASHSEED=0*"
     if noted:

@@ -1,12 +1,28 @@
 """The reproducibility gate: ``--rngguard-repeat``, ``deterministic(repeat=)`` and
-fingerprint files."""
+fingerprint files.
+
+Every inner run here is a fresh process: the gate compares the state of every loaded
+source, so what other tests loaded into this process must not take part.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from conftest import NO_RANDOMLY, run, run_with_report
+from conftest import run, run_with_report
+
+
+def run_fresh(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return run(pytester, *args, subprocess=True)
+
+
+def run_fresh_with_report(
+    pytester: pytest.Pytester, *args: str
+) -> tuple[pytest.RunResult, dict[str, Any]]:
+    return run_with_report(pytester, *args, subprocess=True)
+
 
 # -- repeat in process ---------------------------------------------------------------------
 
@@ -44,7 +60,7 @@ def test_repeat_runs_deterministic_tests_n_times_with_fresh_function_fixtures(
 ) -> None:
     expected = ["shared"] + ["fresh", "deterministic"] * 3 + ["fresh", "plain"]
     pytester.makepyfile(COUNTING.format(expected=expected))
-    result, report = run_with_report(pytester, "--rngguard-repeat=3", "-v")
+    result, report = run_fresh_with_report(pytester, "--rngguard-repeat=3", "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*::test_deterministic PASSED*"])
     assert len([x for x in result.stdout.lines if "::test_deterministic " in x]) == 1
@@ -55,7 +71,7 @@ def test_repeat_runs_deterministic_tests_n_times_with_fresh_function_fixtures(
 def test_without_repeat_every_test_runs_once(pytester: pytest.Pytester) -> None:
     expected = ["shared", "fresh", "deterministic", "fresh", "plain"]
     pytester.makepyfile(COUNTING.format(expected=expected))
-    run(pytester).assert_outcomes(passed=3)
+    run_fresh(pytester).assert_outcomes(passed=3)
 
 
 def test_the_marker_can_ask_for_repeats_itself(pytester: pytest.Pytester) -> None:
@@ -77,7 +93,7 @@ def test_the_marker_can_ask_for_repeats_itself(pytester: pytest.Pytester) -> Non
             assert calls == ["twice", "twice", "once"]
         """
     )
-    run(pytester).assert_outcomes(passed=3)
+    run_fresh(pytester).assert_outcomes(passed=3)
 
 
 PLANTED = """
@@ -113,7 +129,7 @@ def test_repeat_fails_a_test_whose_recorded_values_differ_naming_run_record_and_
     pytester: pytest.Pytester, numpy: object
 ) -> None:
     pytester.makepyfile(test_planted=PLANTED)
-    result, report = run_with_report(pytester, "--rngguard-repeat=3")
+    result, report = run_fresh_with_report(pytester, "--rngguard-repeat=3")
     result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines(
         [
@@ -141,6 +157,29 @@ def test_repeat_fails_a_test_whose_recorded_values_differ_naming_run_record_and_
     assert int(first) < int(second)
 
 
+@pytest.mark.xfail(
+    reason="bug: TorchSource captures the generator's raw memory with its struct padding "
+    "(and stale cached normals), so equal torch states compare unequal",
+    strict=True,
+)
+def test_a_test_that_does_not_touch_torch_is_reproducible_with_torch_loaded(
+    pytester: pytest.Pytester, torch: object
+) -> None:
+    pytester.makepyfile(
+        """
+        import random
+
+        import pytest
+        import torch
+
+        @pytest.mark.deterministic
+        def test_draws_from_random_only(rngguard):
+            rngguard.record("draws", [random.random() for _ in range(3)])
+        """
+    )
+    run_fresh(pytester, "--rngguard-repeat=2").assert_outcomes(passed=1)
+
+
 def test_repeat_catches_a_different_amount_of_randomness_drawn(
     pytester: pytest.Pytester,
 ) -> None:
@@ -159,7 +198,7 @@ def test_repeat_catches_a_different_amount_of_randomness_drawn(
                 random.random()
         """
     )
-    result, report = run_with_report(pytester, "--rngguard-repeat=2")
+    result, report = run_fresh_with_report(pytester, "--rngguard-repeat=2")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -184,7 +223,7 @@ def test_repeat_fails_a_test_that_only_sometimes_fails(pytester: pytest.Pytester
             assert next(run_number) != 2
         """
     )
-    result, report = run_with_report(pytester, "--rngguard-repeat=3")
+    result, report = run_fresh_with_report(pytester, "--rngguard-repeat=3")
     result.assert_outcomes(failed=1)
     assert report["not_reproducible"][0]["detail"] == "run 2 failed but run 1 passed"
 
@@ -212,7 +251,7 @@ FINGERPRINTED = """
 
 
 def fingerprint_run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return run(pytester, "--rngguard-fingerprints=fingerprints.json", *args)
+    return run_fresh(pytester, "--rngguard-fingerprints=fingerprints.json", *args)
 
 
 def test_fingerprints_are_written_then_compared(pytester: pytest.Pytester) -> None:
@@ -241,7 +280,9 @@ def test_a_changed_record_fails_the_fingerprint_comparison_naming_it(
     pytester.makepyfile(test_fp=FINGERPRINTED.format(label="a"))
     fingerprint_run(pytester).assert_outcomes(passed=3)
     pytester.makepyfile(test_fp=FINGERPRINTED.format(label="b"))
-    result, report = run_with_report(pytester, "--rngguard-fingerprints=fingerprints.json")
+    result, report = run_fresh_with_report(
+        pytester, "--rngguard-fingerprints=fingerprints.json"
+    )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -301,11 +342,11 @@ def test_str_hash_order_passes_repeat_but_fails_fingerprints_across_hash_seeds(
             rngguard.record("order", list({f"word{i}" for i in range(20)}))
         """
     )
-    args = (*NO_RANDOMLY, "--rngguard-repeat=2", "--rngguard-fingerprints=fingerprints.json")
+    args = ("--rngguard-repeat=2", "--rngguard-fingerprints=fingerprints.json")
     monkeypatch.setenv("PYTHONHASHSEED", "1")
-    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    run_fresh(pytester, *args).assert_outcomes(passed=1)
     monkeypatch.setenv("PYTHONHASHSEED", "2")
-    result = pytester.runpytest_subprocess(*args)
+    result = run_fresh(pytester, *args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*differs from the fingerprint file in record 'order'*"])
 
@@ -335,7 +376,7 @@ def test_a_fingerprint_does_not_depend_on_which_other_tests_ran(
             np.random.rand()
         """,
     )
-    args = (*NO_RANDOMLY, "--rngguard-fingerprints=fingerprints.json")
-    pytester.runpytest_subprocess(*args, "test_b.py", "test_a.py").assert_outcomes(passed=2)
+    args = ("--rngguard-fingerprints=fingerprints.json",)
+    run_fresh(pytester, *args, "test_b.py", "test_a.py").assert_outcomes(passed=2)
     # The same test, alone (as a CI shard or -k would run it).
-    pytester.runpytest_subprocess(*args, "test_a.py").assert_outcomes(passed=1)
+    run_fresh(pytester, *args, "test_a.py").assert_outcomes(passed=1)
