@@ -31,7 +31,22 @@ def _why_no_gpu() -> str | None:
         return "torch is not installed"
     if not torch.cuda.is_available():  # asks the driver; does not initialise CUDA
         return "torch sees no usable CUDA device"
+    _load_before_inner_runs(torch)
     return None
+
+
+def _load_before_inner_runs(torch: Any) -> None:
+    """pytester drops the modules an in-process inner run imported, and torch's compiler
+    stack cannot be imported twice (its operator libraries register once per process): load
+    what an inner run would load, here, before any of them (as ``tests/conftest.py`` does)."""
+    import contextlib
+
+    with contextlib.suppress(ImportError):
+        import numpy.random  # noqa: F401
+    torch.use_deterministic_algorithms(
+        torch.are_deterministic_algorithms_enabled(),
+        warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
