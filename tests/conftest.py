@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -23,6 +24,13 @@ NO_RANDOMLY = ("-p", "no:randomly")
 #: Plugins that a fresh process would spend most of its start-up importing (Hypothesis's
 #: alone takes a second); left out of subprocess runs that are not about them.
 UNUSED_IN_SUBPROCESS = ("-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:anyio")
+
+
+def require(name: str) -> None:
+    """Skip unless ``name`` is installed, without importing it here: for tests whose inner
+    runs are fresh processes (importing torch or transformers takes seconds)."""
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed")
 
 
 @pytest.fixture(scope="session")

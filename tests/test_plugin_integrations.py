@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import require
 
 try:
     import fcntl
@@ -83,12 +84,6 @@ SET_BY_LIBRARIES = (
 
 def installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
-
-
-def require(name: str) -> None:
-    """Skip unless ``name`` is installed, without importing it here (it takes seconds)."""
-    if not installed(name):
-        pytest.skip(f"{name} is not installed")
 
 
 def run_inner(folder: Any) -> dict[str, Any]:

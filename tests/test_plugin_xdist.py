@@ -10,6 +10,9 @@ from conftest import NO_RANDOMLY
 
 pytest.importorskip("xdist")
 
+#: Every worker is a fresh process: leave out the plugins these runs do not need.
+LEAN = (*NO_RANDOMLY, "-p", "no:hypothesispytest", "-p", "no:anyio")
+
 SUITE = {
     "helpers": """
         import numpy as np
@@ -73,7 +76,7 @@ SUITE = {
 def run_suite(pytester: pytest.Pytester, name: str, *args: str) -> tuple[Any, dict[str, Any]]:
     report = pytester.path / f"{name}.json"
     result = pytester.runpytest_subprocess(
-        *NO_RANDOMLY,
+        *LEAN,
         f"--rngguard-report={report}",
         "--rngguard-repeat=2",
         "--rngguard-fingerprints=fingerprints.json",
@@ -137,7 +140,7 @@ def test_collection_leaks_are_reported_once_although_every_worker_collects(
     )
     report = pytester.path / "report.json"
     result = pytester.runpytest_subprocess(
-        *NO_RANDOMLY, "-n", "2", "--rngguard=fail", f"--rngguard-report={report}"
+        *LEAN, "-n", "2", "--rngguard=fail", f"--rngguard-report={report}"
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     leaks = json.loads(report.read_text())["leaks"]
@@ -158,7 +161,7 @@ def test_fail_mode_fails_leaking_tests_on_workers(pytester: pytest.Pytester) -> 
             pass
         """
     )
-    result = pytester.runpytest_subprocess(*NO_RANDOMLY, "-n", "2", "--rngguard=fail")
+    result = pytester.runpytest_subprocess(*LEAN, "-n", "2", "--rngguard=fail")
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*test_leaks changed global random state:*"])
