@@ -42,9 +42,12 @@ def _global_state_kept() -> Iterator[None]:
     )
     flags = flags_now()
     yield
-    random.setstate(python)
-    np.random.set_state(numpy_state)
-    torch.set_rng_state(torch_state)
+    if random.getstate() != python:
+        random.setstate(python)
+    if not numpy_state_equal(np.random.get_state(), numpy_state):
+        np.random.set_state(numpy_state)
+    if not torch.equal(torch.get_rng_state(), torch_state):
+        torch.set_rng_state(torch_state)
     if flags_now() != flags:
         set_flags_directly(flags)
 
@@ -387,6 +390,21 @@ def test_torch_set_rng_state_with_a_foreign_state_is_replaced() -> None:
     before = source.capture()
     torch.set_rng_state(foreign.get_state())
     assert kinds(source.classify(before, source.capture())) == [REPLACED]
+
+
+@pytest.mark.xfail(
+    reason="bug: TorchSource.capture compares the raw bytes of the disengaged cached-normal "
+    "std::optionals, which torch.set_rng_state rewrites, so a restored state looks changed",
+    strict=True,
+)
+def test_torch_state_put_back_by_fork_rng_is_captured_unchanged() -> None:
+    source = TorchSource()
+    torch.manual_seed(3)
+    torch.rand(7)
+    before = source.capture()
+    with torch.random.fork_rng():
+        torch.rand(3)
+    assert source.capture() == before
 
 
 def test_torch_seen_for_the_first_time_is_reported_only_when_seeded_by_a_user() -> None:
