@@ -183,6 +183,17 @@ def test_deterministic_cupy_draws_are_reproducible_and_the_state_comes_back(
     pytester: pytest.Pytester,
 ) -> None:
     cupy.random.seed(1)
+    # Only CuPy's own sources: this is about CuPy, and torch (loaded in this process) has a
+    # reproducibility bug of its own, reproduced without a GPU.
+    pytester.makeini(
+        """
+        [pytest]
+        rngguard_sources =
+            random
+            numpy
+            cupy
+        """
+    )
     pytester.makepyfile(
         """
         import cupy
