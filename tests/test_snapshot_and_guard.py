@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.random
+import numpy.random  # NumPy 2 loads it lazily: the numpy source watches it
 import pytest
 import torch
 
