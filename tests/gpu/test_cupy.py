@@ -179,6 +179,25 @@ def test_reports_cupy_reseeds_replacements_and_draws_with_origins_and_puts_them_
     ]
 
 
+def test_a_reseed_of_the_second_device_names_only_that_device(
+    pytester: pytest.Pytester,
+) -> None:
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two CUDA devices")
+    pytester.makepyfile(
+        """
+        import cupy
+
+        def test_seeds_device_one():
+            with cupy.cuda.Device(1):
+                cupy.random.seed(5)
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    assert [(leak["kind"], leak["detail"]) for leak in report["leaks"]] == [("reseeded", "cuda:1")]
+
+
 def test_deterministic_cupy_draws_are_reproducible_and_the_state_comes_back(
     pytester: pytest.Pytester,
 ) -> None:

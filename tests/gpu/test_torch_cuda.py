@@ -268,10 +268,8 @@ QUEUED_CALLBACKS_IN_STATE = pytest.mark.xfail(
 )
 
 
-@QUEUED_CALLBACKS_IN_STATE
-def test_a_deterministic_test_repeats_and_fingerprints_alike_before_cuda_starts(
-    pytester: pytest.Pytester, observe: Callable[[str, Any], None]
-) -> None:
+def torch_cuda_only(pytester: pytest.Pytester) -> None:
+    """Inner runs that check only ``torch.cuda`` (the torch CPU source has a bug of its own)."""
     pytester.makeini(
         """
         [pytest]
@@ -280,15 +278,31 @@ def test_a_deterministic_test_repeats_and_fingerprints_alike_before_cuda_starts(
     )
     pytester.makeconftest(AT_EXIT)
     pytester.makepyfile(NEVER_STARTS_CUDA)
+
+
+@QUEUED_CALLBACKS_IN_STATE
+def test_a_deterministic_test_repeats_alike_before_cuda_starts(
+    pytester: pytest.Pytester, observe: Callable[[str, Any], None]
+) -> None:
+    torch_cuda_only(pytester)
+    result = pytester.runpytest_subprocess(*NO_RANDOMLY, "-rA", "--rngguard-repeat=2")
+    observe("torch.cuda state before CUDA starts, repeated", result.parseoutcomes())
+    result.stdout.fnmatch_lines(["PASSED *::test_deterministic"])
+    assert "CUDA_INITIALIZED=False" in result.stdout.lines
+
+
+def test_fingerprints_match_across_processes_before_cuda_starts(
+    pytester: pytest.Pytester, observe: Callable[[str, Any], None]
+) -> None:
+    torch_cuda_only(pytester)
     path = pytester.path / "fingerprints.json"
     options = (*NO_RANDOMLY, "-rA", f"--rngguard-fingerprints={path}")
-    first = pytester.runpytest_subprocess(*options, "--rngguard-repeat=2")
-    second = pytester.runpytest_subprocess(*options)
-    observe("torch.cuda state before CUDA starts, repeated", first.parseoutcomes())
-    observe("torch.cuda state before CUDA starts, fingerprint", second.parseoutcomes())
-    for result in (first, second):
-        result.stdout.fnmatch_lines(["PASSED *::test_deterministic"])
-        assert "CUDA_INITIALIZED=False" in result.stdout.lines
+    pytester.runpytest_subprocess(*options).stdout.fnmatch_lines(["PASSED *::test_deterministic"])
+    assert "test_deterministic" in path.read_text()
+    result = pytester.runpytest_subprocess(*options)
+    observe("torch.cuda state before CUDA starts, fingerprint", result.parseoutcomes())
+    result.stdout.fnmatch_lines(["PASSED *::test_deterministic"])
+    assert "CUDA_INITIALIZED=False" in result.stdout.lines
 
 
 # -- seeding helpers of the libraries users train with ---------------------------------------
