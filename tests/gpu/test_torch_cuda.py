@@ -291,6 +291,7 @@ def test_a_deterministic_test_repeats_alike_before_cuda_starts(
     assert "CUDA_INITIALIZED=False" in result.stdout.lines
 
 
+@QUEUED_CALLBACKS_IN_STATE
 def test_fingerprints_match_across_processes_before_cuda_starts(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
