@@ -5,12 +5,15 @@ seeding helpers of transformers, accelerate and lightning reported with their or
 from __future__ import annotations
 
 import re
+import timeit
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
 from conftest import NO_RANDOMLY, run_with_report
+
+from pytest_rngguard.sources.torch_cuda import TorchCudaSource
 
 
 def leaks_by_test(report: dict[str, Any], *fields: str) -> list[tuple[Any, ...]]:
@@ -95,6 +98,13 @@ def test_cuda_reseeds_draws_and_foreign_states_are_reported_per_device_and_put_b
         "test_sets_a_foreign_state": 19,
     }
     assert generators(cuda) == before
+    capture = TorchCudaSource().capture
+    observe("torch.cuda capture with CUDA started, µs", microseconds(capture))
+
+
+def microseconds(function: Callable[[], object], number: int = 2000) -> float:
+    """The mean time of one call, for the observations (never asserted on)."""
+    return round(timeit.timeit(function, number=number) / number * 1e6, 2)
 
 
 def test_a_reseed_of_the_second_device_names_only_that_device(
