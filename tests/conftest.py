@@ -26,6 +26,19 @@ NO_RANDOMLY = ("-p", "no:randomly")
 UNUSED_IN_SUBPROCESS = ("-p", "no:hypothesispytest", "-p", "no:xdist", "-p", "no:anyio")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here too, for runs of this suite with the plugin off (-p no:rngguard).
+    config.addinivalue_line("markers", "allow_rng_leak(*sources, reason=None): see SPEC")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With the plugin on in this session too (as tox runs it), what an inner run changes on
+    purpose is not the outer test's leak."""
+    for item in items:
+        if "pytester" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.allow_rng_leak(reason="inner runs leak on purpose"))
+
+
 def require(name: str) -> None:
     """Skip unless ``name`` is installed, without importing it here: for tests whose inner
     runs are fresh processes (importing torch or transformers takes seconds)."""
