@@ -51,8 +51,8 @@ def numpy() -> ModuleType:
     """NumPy, imported before any pytester snapshot of ``sys.modules``, so inner runs never
     import it a second time in this process (pytester drops modules an inner run imported)."""
     numpy = pytest.importorskip("numpy")
-    import numpy.random  # numpy 2 loads it lazily: the inner runs' numpy source needs it
-
+    # numpy 2 loads numpy.random lazily, on first use: load it before any snapshot too.
+    importlib.import_module("numpy.random")
     return numpy
 
 

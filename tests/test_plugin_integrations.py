@@ -93,9 +93,24 @@ def run_inner(folder: Any) -> dict[str, Any]:
     env.pop("GITHUB_ACTIONS", None)
     report = folder / "report.json"
     process = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-         "--rngguard-strict", f"--rngguard-report={report}", "-rs"],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "--rngguard-strict",
+            f"--rngguard-report={report}",
+            "-rs",
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert process.returncode == 0, process.stdout + process.stderr
     return {"stdout": process.stdout, "report": json.loads(report.read_text())}
@@ -177,10 +192,12 @@ def test_transformers_full_determinism_flips_environment_and_flags(
     }
     for name in variables:
         assert where(leaks["env", name]) == (
-            "transformers/trainer_utils.py", "enable_full_determinism"
+            "transformers/trainer_utils.py",
+            "enable_full_determinism",
         )
     assert where(leaks["torch.flags", "deterministic_algorithms"]) == (
-        "transformers/trainer_utils.py", "enable_full_determinism"
+        "transformers/trainer_utils.py",
+        "enable_full_determinism",
     )
 
 
@@ -192,9 +209,7 @@ def test_accelerate_set_seed_is_reported_inside_accelerate(inner: dict[str, Any]
         ("numpy", ""): "reseeded",
         ("torch", ""): "reseeded",
     }
-    assert {where(leak) for leak in leaks.values()} == {
-        ("accelerate/utils/random.py", "set_seed")
-    }
+    assert {where(leak) for leak in leaks.values()} == {("accelerate/utils/random.py", "set_seed")}
 
 
 def test_lightning_seed_everything_is_reported_with_the_variables_it_leaves(

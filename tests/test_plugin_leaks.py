@@ -80,8 +80,13 @@ def test_reports_a_function_fixture_by_name_in_setup(pytester: pytest.Pytester) 
     result, report = run_with_report(pytester)
     result.assert_outcomes(passed=1, warnings=1)
     assert leak_rows(report) == [
-        ("test_reports_a_function_fixture_by_name_in_setup.py::test_uses_it", "setup",
-         "seeded", "random", "reseeded"),
+        (
+            "test_reports_a_function_fixture_by_name_in_setup.py::test_uses_it",
+            "setup",
+            "seeded",
+            "random",
+            "reseeded",
+        ),
     ]
     result.stdout.fnmatch_lines(["*random reseeded during setup (fixture 'seeded')*"])
 
@@ -178,7 +183,7 @@ def test_reports_a_foreign_state_as_replaced(pytester: pytest.Pytester) -> None:
             random.setstate(random.Random(5).getstate())
         """
     )
-    result, report = run_with_report(pytester)
+    _, report = run_with_report(pytester)
     assert leak_rows(report, "source", "kind") == [("random", "replaced")]
 
 
@@ -209,12 +214,20 @@ def test_reports_a_torch_flag_as_changed(pytester: pytest.Pytester, torch: objec
             torch.use_deterministic_algorithms(True)
         """
     )
-    result, report = run_with_report(pytester)
+    _, report = run_with_report(pytester)
     assert leak_rows(report, "nodeid", "source", "kind", "detail") == [
-        ("test_reports_a_torch_flag_as_changed.py::test_turns_on_benchmark",
-         "torch.flags", "changed", "cudnn.benchmark"),
-        ("test_reports_a_torch_flag_as_changed.py::test_turns_on_deterministic_algorithms",
-         "torch.flags", "changed", "deterministic_algorithms"),
+        (
+            "test_reports_a_torch_flag_as_changed.py::test_turns_on_benchmark",
+            "torch.flags",
+            "changed",
+            "cudnn.benchmark",
+        ),
+        (
+            "test_reports_a_torch_flag_as_changed.py::test_turns_on_deterministic_algorithms",
+            "torch.flags",
+            "changed",
+            "deterministic_algorithms",
+        ),
     ]
 
 
@@ -227,7 +240,7 @@ def test_reports_a_torch_reseed(pytester: pytest.Pytester, torch: object) -> Non
             torch.manual_seed(0)
         """
     )
-    result, report = run_with_report(pytester)
+    _, report = run_with_report(pytester)
     assert leak_rows(report, "source", "kind") == [("torch", "reseeded")]
 
 
@@ -405,21 +418,23 @@ def test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are(
         """
     )
     path = pytester.path / "report.json"
-    result = pytester.runpytest(
-        "-p", "randomly", "--randomly-seed=3", f"--rngguard-report={path}"
-    )
+    result = pytester.runpytest("-p", "randomly", "--randomly-seed=3", f"--rngguard-report={path}")
     result.stdout.fnmatch_lines(["Using --randomly-seed=3"])
     result.assert_outcomes(passed=2, warnings=1)
     report = json.loads(path.read_text())
     assert leak_rows(report) == [
-        ("test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are.py::"
-         "test_leaks", "call", None, "numpy", "reseeded")
+        (
+            "test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are.py::"
+            "test_leaks",
+            "call",
+            None,
+            "numpy",
+            "reseeded",
+        )
     ]
 
 
-def test_hypothesis_tests_that_draw_are_not_leaks(
-    pytester: pytest.Pytester, numpy: object
-) -> None:
+def test_hypothesis_tests_that_draw_are_not_leaks(pytester: pytest.Pytester, numpy: object) -> None:
     pytest.importorskip("hypothesis")
     pytester.makepyfile(
         """
@@ -464,7 +479,7 @@ def test_a_flag_set_by_assignment_is_not_blamed_on_the_call_that_set_another(
             torch.backends.cudnn.deterministic = True
         """
     )
-    result, report = run_with_report(pytester)
+    _, report = run_with_report(pytester)
     origins = {leak["detail"]: leak["origin"] for leak in report["leaks"]}
     assert origins["deterministic_algorithms"]["line"] == 4
     cudnn = origins["cudnn.deterministic"]

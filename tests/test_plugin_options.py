@@ -50,7 +50,9 @@ def test_shows_mode_strictness_seed_and_sources_in_the_header(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
     pytester.makepyfile("def test_nothing(): pass")
-    run(pytester).stdout.fnmatch_lines(["rngguard: mode=warn strict=no seed=0 sources=random,numpy*"])
+    run(pytester).stdout.fnmatch_lines(
+        ["rngguard: mode=warn strict=no seed=0 sources=random,numpy*"]
+    )
     run(pytester, "--rngguard=fail", "--rngguard-strict", "--rngguard-seed=7").stdout.fnmatch_lines(
         ["rngguard: mode=fail strict=yes seed=7 sources=random,numpy*"]
     )
@@ -386,9 +388,7 @@ def test_rngguard_env_watches_extra_variables(
     result.stdout.fnmatch_lines(["*env[[]MY_SEED[]] changed during call: unset -> '3'*"])
 
 
-def test_rngguard_sources_limits_what_is_checked(
-    pytester: pytest.Pytester, numpy: object
-) -> None:
+def test_rngguard_sources_limits_what_is_checked(pytester: pytest.Pytester, numpy: object) -> None:
     pytester.makeini(
         """
         [pytest]

@@ -281,9 +281,7 @@ def test_a_changed_record_fails_the_fingerprint_comparison_naming_it(
     pytester.makepyfile(test_fp=FINGERPRINTED.format(label="a"))
     fingerprint_run(pytester).assert_outcomes(passed=3)
     pytester.makepyfile(test_fp=FINGERPRINTED.format(label="b"))
-    result, report = run_fresh_with_report(
-        pytester, "--rngguard-fingerprints=fingerprints.json"
-    )
+    result, report = run_fresh_with_report(pytester, "--rngguard-fingerprints=fingerprints.json")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -57,7 +57,14 @@ def test_json_report_has_exactly_the_documented_fields(pytester: pytest.Pytester
     result, report = run_with_report(pytester, "--rngguard-seed=4")
     result.assert_outcomes(passed=4, skipped=1, warnings=3)
     assert list(report) == [
-        "version", "plugin_version", "mode", "strict", "seed", "sources", "tests", "leaks",
+        "version",
+        "plugin_version",
+        "mode",
+        "strict",
+        "seed",
+        "sources",
+        "tests",
+        "leaks",
         "not_reproducible",
     ]
     from pytest_rngguard import __version__
@@ -106,7 +113,9 @@ def test_an_unknown_origin_hints_at_trace_which_finds_it(pytester: pytest.Pytest
     result, report = run_with_report(pytester, "-k", "unseen", "--rngguard-trace")
     origin = report["leaks"][0]["origin"]
     assert (origin["file"], origin["line"], origin["function"]) == (
-        "test_suite.py", 17, "test_unseen_leak"
+        "test_suite.py",
+        17,
+        "test_unseen_leak",
     )
 
 
@@ -149,9 +158,7 @@ def test_junit_xml_has_a_rngguard_leak_property_on_the_leaking_test(
     run(pytester, "--junitxml=junit.xml")
     tree = ET.parse(pytester.path / "junit.xml")
     properties = {
-        case.get("name"): [
-            (p.get("name"), p.get("value")) for p in case.iter("property")
-        ]
+        case.get("name"): [(p.get("name"), p.get("value")) for p in case.iter("property")]
         for case in tree.iter("testcase")
     }
     assert properties["test_clean"] == []
