@@ -43,6 +43,7 @@ def child_env() -> dict[str, str]:
     ):
         env.pop(name, None)
     env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(OUT, "pycache"))
+    os.makedirs(OUT, exist_ok=True)
     return env
 
 
@@ -117,7 +118,16 @@ def hot_path(monitor: Any, number: int, repeat: int) -> dict[str, float]:
         alone = per_call_us(draw, small, repeat)
         results[f"checkpoint after a draw from {name} (classifies)"] = with_checkpoint - alone
     monitor.reset()
+    results["os.environ[...] = ... (pytest does it 4x per test), guarded"] = per_call_us(
+        set_current_test, number, repeat
+    )
     return results
+
+
+def set_current_test() -> None:
+    """What pytest does at every phase: set ``PYTEST_CURRENT_TEST`` (a ``putenv`` call, which
+    the env source intercepts)."""
+    os.environ["PYTEST_CURRENT_TEST"] = "bench/test_module.py::test_name (call)"
 
 
 def random_draw() -> float:
@@ -135,6 +145,11 @@ def captures(monitor: Any, number: int, repeat: int) -> dict[str, float]:
     results = {}
     for source in monitor.available():
         results[f"{source.name}: capture()"] = per_call_us(source.capture, number, repeat)
+    for source in monitor.available():
+        state = source.capture()  # putting back the state it has changes nothing
+        results[f"{source.name}: restore()"] = per_call_us(
+            lambda s=source, state=state: s.restore(state), max(1, number // 10), repeat
+        )
     public: dict[str, Callable[[], Any]] = {
         "random.getstate()": random.getstate,
         "np.random.get_state()": np.random.get_state,
@@ -185,55 +200,62 @@ _IMPORTTIME = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
 
 def import_cost(runs: int) -> dict[str, Any]:
-    """Median cumulative import time of the plugin (ms), alone and after pytest, and the
-    heavy libraries that importing it loaded."""
+    """Median cumulative import time of the plugin (ms), alone and after pytest, the modules
+    that cost most in it (own time), and the heavy libraries that importing it loaded."""
+    env = child_env()
 
-    def top_level(code: str) -> list[tuple[str, int]]:
+    def entries(code: str) -> list[tuple[str, int, int, int]]:
+        """(module, own µs, cumulative µs, depth) as ``-X importtime`` prints them."""
         done = subprocess.run(
             [sys.executable, "-X", "importtime", "-c", code],
             capture_output=True,
             text=True,
             check=True,
             env=env,
+            cwd=OUT,
         )
-        entries = []
+        found = []
         for line in done.stderr.splitlines():
             match = _IMPORTTIME.match(line)
-            if match and len(match.group(3)) == 1:  # one space: imported at the top level
-                entries.append((match.group(4), int(match.group(2))))
-        return entries
+            if match:
+                depth = (len(match.group(3)) - 1) // 2
+                found.append((match.group(4), int(match.group(1)), int(match.group(2)), depth))
+        return found
 
-    env = child_env()
-    top_level("import pytest, pytest_rngguard.plugin")  # writes the bytecode caches
-    startup = {name for name, _ in top_level("pass")}
+    entries("import pytest, pytest_rngguard.plugin")  # writes the bytecode caches
+    startup = {name for name, _, _, depth in entries("pass") if depth == 0}
 
-    def caused(entries: list[tuple[str, int]], after: str | None = None) -> float:
+    def caused(found: list[tuple[str, int, int, int]], after: str | None = None) -> float:
         """ms of the top-level imports the code caused (after ``after``'s own, if given)."""
-        names = [name for name, _ in entries]
-        start = names.index(after) + 1 if after is not None else 0
-        return sum(us for name, us in entries[start:] if name not in startup) / 1000
+        top = [(name, cumulative) for name, _, cumulative, depth in found if depth == 0]
+        start = [name for name, _ in top].index(after) + 1 if after is not None else 0
+        return sum(us for name, us in top[start:] if name not in startup) / 1000
 
-    plugin_alone = [caused(top_level("import pytest_rngguard.plugin")) for _ in range(runs)]
-    plugin_after_pytest = [
-        caused(top_level("import pytest; import pytest_rngguard.plugin"), after="pytest")
-        for _ in range(runs)
-    ]
+    alone, after_pytest = [], []
+    own: dict[str, list[int]] = {}
+    for _ in range(runs):
+        alone.append(caused(entries("import pytest_rngguard.plugin")))
+        found = entries("import pytest; import pytest_rngguard.plugin")
+        after_pytest.append(caused(found, after="pytest"))
+        names = [name for name, _, _, depth in found]
+        for name, self_us, _, _ in found[names.index("pytest") + 1 :]:
+            own.setdefault(name, []).append(self_us)
     probe = (
         "import sys, pytest_rngguard.plugin; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env, cwd=OUT
     ).stdout.strip()
-    return {
-        "cumulative ms, import pytest_rngguard.plugin (pytest included)": statistics.median(
-            plugin_alone
-        ),
-        "cumulative ms, the plugin after pytest is imported": statistics.median(
-            plugin_after_pytest
-        ),
-        "heavy libraries loaded by the import": loaded or "none",
+    results: dict[str, Any] = {
+        "cumulative ms, import pytest_rngguard.plugin (pytest included)": statistics.median(alone),
+        "cumulative ms, the plugin after pytest is imported": statistics.median(after_pytest),
     }
+    medians = {name: statistics.median(times) / 1000 for name, times in own.items()}
+    for name in sorted(medians, key=medians.__getitem__, reverse=True)[:8]:
+        results[f"  own ms: {name}"] = medians[name]
+    results["heavy libraries loaded by the import"] = loaded or "none"
+    return results
 
 
 _ONCE = """
@@ -260,7 +282,12 @@ def one_time_costs(runs: int) -> dict[str, float]:
         [
             float(x) * 1000
             for x in subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+                cwd=OUT,
             ).stdout.split()
         ]
         for _ in range(runs)
@@ -321,11 +348,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "versions": versions(),
             "sources": [s.name for s in monitor.available()],
             "hot path (µs per call)": hot_path(monitor, number, repeat),
-            "capture per source (µs per call)": captures(monitor, number, repeat),
+            "capture and restore per source (µs per call)": captures(monitor, number, repeat),
             "seeding (µs per call)": seeding(monitor, max(200, number // 20), repeat),
         }
     finally:
         monitor.stop()
+    results["hot path (µs per call)"]["os.environ[...] = ... , not guarded"] = per_call_us(
+        set_current_test, number, repeat
+    )
     results["one-time costs (ms per session)"] = one_time_costs(max(3, runs // 2))
     results["import"] = import_cost(runs)
     print(render(results))

@@ -47,6 +47,7 @@ NO_RANDOMLY = ("-p", "no:randomly")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    key: str  # as ``--configs`` names it
     name: str
     args: tuple[str, ...]
     deterministic: bool = False  # run the suite's variant with the marker on every test
@@ -56,36 +57,54 @@ class Config:
 
 
 PLAIN = Config(
-    "plain pytest", ("-p", "no:rngguard", *NO_RANDOMLY), reject=("rngguard:", "randomly-seed")
+    "plain",
+    "plain pytest",
+    ("-p", "no:rngguard", *NO_RANDOMLY),
+    reject=("rngguard:", "randomly-seed"),
 )
 CONFIGS = (
     PLAIN,
     Config(
+        "randomly",
         "pytest-randomly",
         ("-p", "no:rngguard", "-p", "randomly"),
         expect=("randomly-seed",),
         reject=("rngguard:",),
     ),
-    Config("rngguard (default)", NO_RANDOMLY, expect=("rngguard: mode=warn strict=no",)),
     Config(
+        "rngguard", "rngguard (default)", NO_RANDOMLY, expect=("rngguard: mode=warn strict=no",)
+    ),
+    Config(
+        "rngguard+randomly",
         "rngguard + pytest-randomly",
         ("-p", "randomly"),
         expect=("rngguard: mode=warn", "randomly-seed"),
     ),
     Config(
+        "strict",
         "--rngguard-strict",
         (*NO_RANDOMLY, "--rngguard-strict"),
         expect=("rngguard: mode=warn strict=yes",),
     ),
     Config(
+        "restore-all",
         "--rngguard-restore=all",
         (*NO_RANDOMLY, "--rngguard-restore=all"),
         expect=("rngguard: mode=warn",),
     ),
     Config(
-        "deterministic marker", NO_RANDOMLY, deterministic=True, expect=("rngguard: mode=warn",)
+        "deterministic",
+        "deterministic marker",
+        NO_RANDOMLY,
+        deterministic=True,
+        expect=("rngguard: mode=warn",),
     ),
-    Config("--rngguard-trace", (*NO_RANDOMLY, "--rngguard-trace"), expect=("rngguard: mode=warn",)),
+    Config(
+        "trace",
+        "--rngguard-trace",
+        (*NO_RANDOMLY, "--rngguard-trace"),
+        expect=("rngguard: mode=warn",),
+    ),
 )
 
 
@@ -202,7 +221,10 @@ def render_suite(result: dict[str, Any]) -> str:
 
 def measure_memory(tests: int, pairs: int, log: Any) -> dict[str, Any]:
     folder = suites.write_trivial(OUT / "memory", tests)
-    configs = (PLAIN, Config("rngguard (default)", NO_RANDOMLY, expect=("rngguard: mode=warn",)))
+    configs = (
+        PLAIN,
+        Config("rngguard", "rngguard (default)", NO_RANDOMLY, expect=("rngguard: mode=warn",)),
+    )
     runs: dict[str, list[Run]] = {c.name: [] for c in configs}
     for round_number in range(pairs):
         order = configs if round_number % 2 == 0 else configs[::-1]
@@ -239,6 +261,41 @@ def render_memory(result: dict[str, Any]) -> str:
     )
 
 
+def revision() -> str:
+    """The commit measured, and whether the package differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "pytest_rngguard"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' (pytest_rngguard/ modified)' if dirty else ''}"
+
+
+def freeze_package() -> Path:
+    """Copy the package under ``bench/_out/snapshot`` and put it first on every child's
+    ``PYTHONPATH``: one run measures one version, even while the tree is being edited."""
+    import shutil
+
+    target = OUT / "snapshot"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(
+        HERE.parent / "pytest_rngguard",
+        target / "pytest_rngguard",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(target), *([path] if path else [])])
+    return target
+
+
 def load_average() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -262,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         default="trivial,drawing",
         help="Comma-separated suites to run (default trivial,drawing)",
     )
+    parser.add_argument(
+        "--configs",
+        default=",".join(c.key for c in CONFIGS),
+        help="Comma-separated configurations to compare with plain pytest (default: all of "
+        + ", ".join(c.key for c in CONFIGS[1:])
+        + ")",
+    )
     parser.add_argument("--no-micro", action="store_true", help="Skip the micro-benchmark")
     parser.add_argument(
         "--memory",
@@ -280,7 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     pairs = args.pairs or (5 if args.quick else 7)
     if pairs < 1 or tests < 1:
         parser.error("--pairs and --tests must be positive")
+    keys = {c.key: c for c in CONFIGS}
+    unknown = set(filter(None, args.configs.split(","))) - set(keys)
+    if unknown:
+        parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {', '.join(keys)}")
+    chosen = (PLAIN, *(c for c in CONFIGS[1:] if c.key in set(args.configs.split(","))))
     OUT.mkdir(parents=True, exist_ok=True)
+    frozen = freeze_package()
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -288,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "command": " ".join(["python", "bench/run.py", *(argv or sys.argv[1:])]),
+        "revision": revision(),
+        "package": str(frozen),
         "load_average_start": load_average(),
         "suites": [],
     }
@@ -295,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     for suite in filter(None, args.suites.split(",")):
         if suite not in suites.WRITERS:
             parser.error(f"unknown suite {suite!r}; known: {', '.join(suites.WRITERS)}")
-        log(f"{suite}: {tests} tests, {pairs} rounds of {len(CONFIGS)} configurations")
-        results["suites"].append(measure_suite(suite, tests, pairs, CONFIGS, log))
+        log(f"{suite}: {tests} tests, {pairs} rounds of {len(chosen)} configurations")
+        results["suites"].append(measure_suite(suite, tests, pairs, chosen, log))
     if not args.no_micro:
         log("micro-benchmark")
         micro_json = OUT / "micro.json"
@@ -327,8 +399,9 @@ def render(results: dict[str, Any]) -> str:
             f"pytest-rngguard {v['pytest-rngguard']}"
         )
     parts.append(
-        f"load average at start {results['load_average_start']}, at end "
-        f"{results['load_average_end']}; {results['minutes']:.1f} minutes"
+        f"commit {results['revision']}; load average at start "
+        f"{results['load_average_start']}, at end {results['load_average_end']}; "
+        f"{results['minutes']:.1f} minutes"
     )
     parts.extend(render_suite(result) for result in results["suites"])
     if "micro" in results:
