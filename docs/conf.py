@@ -13,7 +13,7 @@ from pytest_rngguard import __version__  # noqa: E402
 
 project = "pytest-rngguard"
 author = "The pytest-rngguard developers"
-copyright = "the pytest-rngguard developers"  # noqa: A001 - Sphinx's name for it
+copyright = "the pytest-rngguard developers"
 version = release = __version__
 
 extensions = [
