@@ -157,7 +157,7 @@ def test_random_seen_for_the_first_time_is_reported_only_when_freshly_seeded() -
     assert source.classify(None, source.capture()) == []
 
 
-def test_random_restore_works_after_the_module_instance_is_replaced() -> None:
+def test_random_restore_undoes_a_reseed() -> None:
     source = PythonRandomSource()
     state = source.capture()
     random.seed(99)
