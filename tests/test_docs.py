@@ -26,11 +26,12 @@ How examples are written, the convention this file enforces:
 * ``<!-- docs-test: not run (why) -->`` right before a ``console`` block leaves it unrun:
   instructions for the reader's own project, or commands that need a network.
   ``<!-- docs-test: run in the repository -->`` runs its ``pytest`` commands from the
-  repository's root instead of a project (for ``examples/``), skipped without numpy and torch.
+  repository's root instead of a project (for ``examples/``).
 * A ``python`` block that is not a file is a library example: it runs as a script in a fresh
   interpreter in an empty folder and must exit 0, so its ``assert`` statements are the
-  claims the text makes.  It is skipped where a library it imports (numpy, torch) is not
-  installed.
+  claims the text makes.
+
+Examples are skipped where a library they import (numpy, torch, transformers) is missing.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -206,8 +207,10 @@ def imported_modules(source: str) -> set[str]:
     return set(re.findall(r"^\s*(?:import|from)\s+(\w+)", source, flags=re.MULTILINE))
 
 
-def skip_without_libraries(source: str) -> None:
-    for name in sorted(imported_modules(source) & {"numpy", "torch", "tensorflow", "cupy"}):
+def skip_without_libraries(source: str, local: Iterable[str] = ()) -> None:
+    """Skip where a library the example imports (not one of its own files) is missing."""
+    own = {Path(name).parts[0].removesuffix(".py") for name in local}
+    for name in sorted(imported_modules(source) - own):
         if importlib.util.find_spec(name) is None:
             pytest.skip(f"the example needs {name}")
 
@@ -267,7 +270,9 @@ def run_session(
         path = pytester.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
-    skip_without_libraries("".join(example.files.values()))
+    skip_without_libraries("".join(example.files.values()), example.files)
+    if any("randomly" in c.argv for c in example.commands):
+        skip_without_libraries("import pytest_randomly")
     # Several sections often show parts of one run's output: run it once per process, unless
     # a later command reads the files the run writes.
     cacheable = all(command.argv[0] == "pytest" for command in example.commands)
