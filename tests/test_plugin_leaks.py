@@ -187,7 +187,10 @@ def test_reports_a_foreign_state_as_replaced(pytester: pytest.Pytester) -> None:
     assert leak_rows(report, "source", "kind") == [("random", "replaced")]
 
 
-def test_reports_a_watched_environment_variable_as_changed(pytester: pytest.Pytester) -> None:
+def test_reports_a_watched_environment_variable_as_changed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
     pytester.makepyfile(
         """
         import os

@@ -79,7 +79,10 @@ def test_reads_every_setting_from_the_ini_file_and_lets_the_command_line_win(
 # -- modes ---------------------------------------------------------------------------------
 
 
-def test_warn_mode_gives_one_warning_per_leaking_test(pytester: pytest.Pytester) -> None:
+def test_warn_mode_gives_one_warning_per_leaking_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
     pytester.makepyfile(TWO_LEAKY_TESTS)
     result = run(pytester)
     result.assert_outcomes(passed=3, warnings=2)
@@ -94,7 +97,10 @@ def test_warn_mode_gives_one_warning_per_leaking_test(pytester: pytest.Pytester)
     )
 
 
-def test_warnings_as_errors_make_leaking_tests_fail(pytester: pytest.Pytester) -> None:
+def test_warnings_as_errors_make_leaking_tests_fail(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
     pytester.makepyfile(TWO_LEAKY_TESTS)
     result = run(pytester, "-W", "error::pytest_rngguard.RNGLeakWarning")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -103,7 +109,10 @@ def test_warnings_as_errors_make_leaking_tests_fail(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=3, errors=2)
 
 
-def test_fail_mode_fails_the_leaking_tests_with_the_leak_text(pytester: pytest.Pytester) -> None:
+def test_fail_mode_fails_the_leaking_tests_with_the_leak_text(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
     pytester.makepyfile(TWO_LEAKY_TESTS)
     result = run(pytester, "--rngguard=fail")
     result.assert_outcomes(passed=1, failed=2)
