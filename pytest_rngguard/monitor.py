@@ -24,7 +24,7 @@ from .origins import (
     origin_from_traceback,
 )
 from .snapshot import Change
-from .sources import ADVANCED, CHANGED, Seeder, Source
+from .sources import ADVANCED, CHANGED, Difference, Seeder, Source
 from .sources.base import library_of
 from .sources.torch_cuda import QUEUED
 
@@ -40,9 +40,15 @@ class Event:
 
     source: str
     kind: str
-    detail: str | None
+    detail: str | tuple[str, ...] | None  # None: every detail of the source
     origin: Origin | None
     after: Any  # the source's state right after the call; None if unknown
+
+
+def _details(detail: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if detail is None:
+        return ("",)
+    return (detail,) if isinstance(detail, str) else detail
 
 
 class Monitor:
@@ -95,6 +101,8 @@ class Monitor:
     def _module_imported(self, name: str) -> None:
         self._modules_seen = -1
         self.refresh()
+        # The module that just ran is still marked as initialising: look again next time.
+        self._modules_seen = -1
 
     def refresh(self) -> None:
         """Wrap the seeders of libraries loaded since the last look (cheap when none were)."""
@@ -208,9 +216,17 @@ class Monitor:
             self.disable(source, "classifying a change", exc)
             return []
         events = [e for e in self._events if e.source == source.name]
+        if before is None and not differences and events:
+            # Loaded during the stretch and set by a call we saw: its state alone cannot
+            # tell (a seed followed by draws), the call can.
+            last = events[-1]
+            if last.kind != CHANGED:
+                differences = [Difference(last.kind, _details(last.detail)[0])]
         changes = []
         for difference in differences:
-            calls = [e for e in events if e.detail is None or e.detail == difference.detail]
+            calls = [
+                e for e in events if e.detail is None or difference.detail in _details(e.detail)
+            ]
             kind, origin = difference.kind, None
             if calls:
                 last = calls[-1]
@@ -266,7 +282,10 @@ class Monitor:
             return original(*args, **kwargs)  # our own seeding and restoring
         detail = None
         if seeder.detail is not None:
-            detail = seeder.detail(*args, **kwargs)
+            try:
+                detail = seeder.detail(*args, **kwargs)
+            except Exception:  # bad arguments: let the real call raise its own error
+                return original(*args, **kwargs)
             if detail is None:
                 return original(*args, **kwargs)
         caller = caller_frame(frame, library_of(source.module))

@@ -62,19 +62,22 @@ class PathShortener:
     site-packages (``transformers/trainer_utils.py``)."""
 
     def __init__(self, rootdir: str | os.PathLike[str] | None = None) -> None:
-        self._root = os.path.abspath(rootdir) + os.sep if rootdir is not None else None
         paths = sysconfig.get_paths()
         prefixes = {paths.get("purelib"), paths.get("platlib"), paths.get("stdlib")}
-        self._libs = sorted((p + os.sep for p in prefixes if p), key=len, reverse=True)
+        if rootdir is not None:
+            prefixes.add(os.path.abspath(rootdir))
+        # Longest first: a virtual environment inside the project shortens to the package
+        # (``numpy/random/...``), not to ``.venv/lib/python3.11/site-packages/numpy/...``.
+        self._prefixes = sorted((p + os.sep for p in prefixes if p), key=len, reverse=True)
 
     @functools.cache  # noqa: B019 - one shortener per session, paths are few
     def __call__(self, path: str) -> str:
-        if self._root and path.startswith(self._root):
-            return path[len(self._root) :]
-        for lib in self._libs:
-            if path.startswith(lib):
-                return path[len(lib) :]
         marker = f"{os.sep}site-packages{os.sep}"
+        for prefix in self._prefixes:
+            if path.startswith(prefix):
+                rest = path[len(prefix) :]
+                # Another environment's site-packages under the rootdir: from the package.
+                return rest.split(marker, 1)[1] if marker in os.sep + rest else rest
         if marker in path:
             return path.split(marker, 1)[1]
         return path

@@ -68,6 +68,8 @@ class ItemRun:
     seed: int | None = None
     hypothesis_seed: tuple[Any, Any] | None = None
     recorder: Recorder = dataclasses.field(default_factory=Recorder)
+    #: A bad marker argument, raised by ``MarkerCheck`` inside every plugin's setup wrapper.
+    marker_error: BaseException | None = None
 
 
 @dataclasses.dataclass
@@ -138,6 +140,9 @@ def pytest_configure(config: pytest.Config) -> None:
     gatherer = Gatherer(guard)
     config.pluginmanager.register(gatherer, "rngguard-gatherer")
     config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
+    check = MarkerCheck()
+    config.pluginmanager.register(check, "rngguard-marker-check")
+    config.add_cleanup(lambda: config.pluginmanager.unregister(check))
     if settings.enabled:
         monitor.start()
         monitor.active = True
@@ -186,7 +191,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
 def _collection_leaks(
     guard: Guard, collector: pytest.Collector, nodeid: str, changes: list[Change]
 ) -> list[Leak]:
-    leaks = _flag(guard, changes, nodeid, "collection", None, None, frozenset())
+    leaks = _flag(guard, changes, nodeid, "collection", None, frozenset(), frozenset())
     if leaks:
         guard.collection_leaks.extend(leaks)
         if guard.settings.mode == "warn":
@@ -341,8 +346,13 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     run = ItemRun(item.nodeid, start)
     item.stash[run_key] = run
     guard.current = run
-    run.allowed = _allowed(item)
-    recipe = _recipe(item, guard)
+    try:
+        run.allowed = _allowed(item)
+        recipe = _recipe(item, guard)
+    except pytest.fail.Exception as exc:
+        # Raised later, by ``MarkerCheck``: raising here, before this wrapper yields, would
+        # skip the setup wrappers of the other plugins and break their teardown.
+        run.marker_error, recipe = exc, None
     if recipe is not None:
         _start_deterministic(item, guard, run, recipe[0])
     else:
@@ -352,6 +362,17 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     finally:
         if guard.watching:
             _collect(guard, run, monitor.checkpoint())
+
+
+class MarkerCheck:
+    """Fails the setup of a test whose rngguard markers have bad arguments.  A plain hook
+    runs inside every wrapper, so the other plugins' setup and teardown stay paired."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        run = item.stash.get(run_key, None)
+        if run is not None and run.marker_error is not None:
+            raise run.marker_error
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -385,8 +406,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     finally:
         if guard.watching:
             _collect(guard, run, guard.monitor.checkpoint())
-        if run.seed is not None:
-            run.recorder.end_states = guard.monitor.capture()
+        if run.applied is not None:
+            # Only what the recipe seeded: the other sources' states depend on what else ran
+            # in this process (which libraries were loaded, by which tests), not on this test.
+            seeded = run.applied.seeded
+            run.recorder.end_states = guard.monitor.capture(
+                s for s in guard.monitor.available() if s.name in seeded
+            )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -528,6 +554,11 @@ def _fail_report(report: pytest.TestReport, run: ItemRun, when: str) -> None:
 
 def _reproduce(item: pytest.Item, guard: Guard, seed: int) -> str:
     args = [sys.executable, "-m", "pytest", item.nodeid, f"--rngguard-seed={guard.settings.seed}"]
+    runs = len(item.stash.get(repeats_key, [])) + 1
+    if runs > 1:  # a repeat-gate failure shows up again only when repeated
+        args.append(f"--rngguard-repeat={runs}")
+    if guard.settings.fingerprints:
+        args.append(f"--rngguard-fingerprints={guard.settings.fingerprints}")
     if not item.config.pluginmanager.has_plugin("rngguard") or os.environ.get(
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
     ):
@@ -661,13 +692,22 @@ def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
         lines.append(
             f"fingerprints: wrote {len(guard.fingerprints)} to {guard.settings.fingerprints}"
         )
-    if guard.deterministic_ran and sys.flags.hash_randomization:
+    if guard.deterministic_ran and _hash_randomised():
         lines.append(
             "note: this interpreter's str hashes are randomised, which deterministic tests "
             "cannot change at run time: set and dict-of-str iteration order can differ "
             "between runs. Run pytest with PYTHONHASHSEED=0 in the environment to fix it."
         )
     return lines
+
+
+def _hash_randomised() -> bool:
+    """Whether this interpreter's str hashes differ from run to run.  ``sys.flags`` says 1
+    for any PYTHONHASHSEED other than 0, a fixed seed included: the variable tells."""
+    if not sys.flags.hash_randomization:
+        return False
+    value = os.environ.get("PYTHONHASHSEED", "random")
+    return value == "random" or not value.isdigit()
 
 
 @pytest.hookimpl(trylast=True)

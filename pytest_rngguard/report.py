@@ -126,7 +126,10 @@ def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
     lines = []
     for (label, kind, location, phase), members in groups.items():
         tests = sorted({m.nodeid for m in members})
-        by = f" by {location}" if location else f" ({TRACE_HINT})"
+        if location:
+            by = f" by {location}"
+        else:  # a draw has no seeding call to find: hint only where there is one
+            by = f" ({TRACE_HINT})" if kind in (RESEEDED, REPLACED, CHANGED) else ""
         if len(tests) == 1:
             lines.append(f"{tests[0]}: {label} {kind} during {where(members[0])}{by}")
         else:

@@ -233,8 +233,9 @@ def compare_runs(first: Recorder, other: Recorder, run: int) -> str | None:
         found = first_difference(first.records[name], other.records[name], f"record {name!r}")
         if found:
             return f"run {run} differs from run 1 at {found}"
-    for source in sorted(set(first.end_states) | set(other.end_states)):
-        if first.end_states.get(source) != other.end_states.get(source):
+    # A source seeded in one run only (its library was loaded meanwhile) says nothing.
+    for source in sorted(set(first.end_states) & set(other.end_states)):
+        if first.end_states[source] != other.end_states[source]:
             return (
                 f"run {run} differs from run 1 in the state of {source!r} after the call: the "
                 f"test drew a different amount of randomness"
@@ -303,11 +304,13 @@ def assert_reproducible(
 # -- fingerprints ----------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("numpy", "torch"):
-        module = sys.modules.get(name)
-        found[name] = getattr(module, "__version__", None) if module is not None else None
+def versions() -> dict[str, str]:
+    """Python's version and those of the guarded libraries loaded in this process."""
+    found = {"python": platform.python_version()}
+    for name in ("numpy", "torch", "tensorflow", "cupy"):
+        version = getattr(sys.modules.get(name), "__version__", None)
+        if isinstance(version, str):
+            found[name] = version
     return found
 
 
@@ -329,16 +332,26 @@ def _state_bytes(state: Any) -> Any:
 def compare_fingerprint(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     if old.get("digest") == new.get("digest"):
         return None
-    problems = []
-    for kind in ("records", "states"):
-        before, after = old.get(kind, {}), new.get(kind, {})
-        for name in sorted(set(before) | set(after)):
-            if before.get(name) != after.get(name):
-                label = "record" if kind == "records" else "state of"
-                problems.append(f"{label} {name!r}")
+    problems: list[str] = []
+    before, after = old.get("records", {}), new.get("records", {})
+    problems.extend(
+        f"record {name!r}"
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    )
+    # States only of the sources seeded in both: which libraries a run had loaded depends on
+    # the other tests it ran with (a shard, -k), not on this test.
+    before, after = old.get("states", {}), new.get("states", {})
+    problems.extend(
+        f"state of {name!r}"
+        for name in sorted(set(before) & set(after))
+        if before[name] != after[name]
+    )
     if old.get("seed") != new.get("seed"):
         problems.append(f"seed {old.get('seed')} != {new.get('seed')}")
-    return "differs from the fingerprint file in " + (", ".join(problems) or "its digest")
+    if not problems:
+        return None
+    return "differs from the fingerprint file in " + ", ".join(problems)
 
 
 def load_fingerprints(path: str) -> dict[str, Any] | None:
@@ -353,8 +366,11 @@ def load_fingerprints(path: str) -> dict[str, Any] | None:
 
 def version_note(stored: dict[str, Any]) -> str | None:
     made, now = stored.get("versions", {}), versions()
+    # A library loaded in one session only is not a version change.
     differing = [
-        f"{k} {made.get(k)} -> {now.get(k)}" for k in sorted(now) if made.get(k) != now.get(k)
+        f"{k} {made[k]} -> {now[k]}"
+        for k in sorted(now)
+        if made.get(k) is not None and made[k] != now[k]
     ]
     if differing:
         return "the fingerprints were made with other versions (" + ", ".join(differing) + ")"

@@ -152,7 +152,7 @@ def parse_env_lines(lines: Sequence[str], name: str = "rngguard_env") -> tuple[
     for line in lines:
         var, eq, value = line.strip().partition("=")
         var = var.strip()
-        if not var or not var.replace("_", "").isalnum() or var[0].isdigit():
+        if not var.isidentifier() or not var.isascii():
             raise _usage(name, line, "each line is VAR or VAR=VALUE with a valid variable name")
         watched.append(var)
         if eq:

@@ -466,13 +466,6 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
 
 # -- behaviour the docs promise that the package does not deliver yet ------------------------
 
-NUMPY_RANDOM_LOADS_LAZILY = pytest.mark.xfail(
-    reason="bug: with NumPy 2, `import numpy` does not load numpy.random; the numpy source is "
-    "unavailable until first use, so a test that is the first to use np.random is neither "
-    "seeded by deterministic()/the marker nor reported when it seeds and then draws",
-    strict=True,
-)
-
 
 def run_fresh(pytester: pytest.Pytester, source: str) -> subprocess.CompletedProcess[str]:
     script = pytester.path / "fresh.py"
@@ -487,7 +480,6 @@ def run_fresh(pytester: pytest.Pytester, source: str) -> subprocess.CompletedPro
     )
 
 
-@NUMPY_RANDOM_LOADS_LAZILY
 def test_assert_reproducible_seeds_numpy_in_a_fresh_process(pytester: pytest.Pytester) -> None:
     skip_without_libraries("import numpy")
     done = run_fresh(
@@ -499,7 +491,6 @@ def test_assert_reproducible_seeds_numpy_in_a_fresh_process(pytester: pytest.Pyt
     assert done.returncode == 0, done.stderr
 
 
-@NUMPY_RANDOM_LOADS_LAZILY
 def test_reports_a_helper_that_seeds_numpy_then_draws(pytester: pytest.Pytester) -> None:
     skip_without_libraries("import numpy")
     pytester.makepyfile(
@@ -515,12 +506,6 @@ def test_reports_a_helper_that_seeds_numpy_then_draws(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(["*numpy reseeded during call*"])
 
 
-@pytest.mark.xfail(
-    reason="bug: a bad marker argument fails setup inside rngguard's tryfirst setup wrapper, "
-    "before pytest's own setup hooks run, so teardown errors again with a KeyError on a "
-    "StashKey they never set",
-    strict=True,
-)
 def test_a_bad_deterministic_argument_is_one_clear_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

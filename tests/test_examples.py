@@ -150,11 +150,6 @@ def test_the_readme_shows_the_output_of_the_current_example() -> None:
     assert re.search(r"=+ 1 failed, 3 passed, 1 warning in [\d.]+s =+", block)
 
 
-@pytest.mark.xfail(
-    reason="bug: with NumPy 2, numpy.random loads lazily; the deterministic marker neither "
-    "seeds nor masks numpy when the test itself is the first to touch np.random",
-    strict=True,
-)
 def test_a_deterministic_example_test_run_alone_reports_no_leak() -> None:
     result = run_example(
         [

@@ -432,11 +432,6 @@ def test_other_paths_are_left_as_they_are(tmp_path: Path) -> None:
     assert PathShortener()(other) == other
 
 
-@pytest.mark.xfail(
-    reason="bug: PathShortener tries the rootdir first, so with the virtual environment inside "
-    "the project (.venv) library paths keep their lib/python3.X/site-packages/ prefix",
-    strict=True,
-)
 def test_paths_in_a_virtual_environment_inside_the_rootdir_start_at_the_package() -> None:
     purelib = Path(sysconfig.get_paths()["purelib"])
     environment_root = purelib.parents[2]  # <venv>/lib/python3.X/site-packages

@@ -7,16 +7,9 @@ import json
 import pytest
 from conftest import leak_rows, run, run_with_report
 
-#: A package bug (see the helpers' report): ``_collection_leaks`` passes ``allowed=None``,
-#: which means "every source allowed", so a test module's import is never a leak.
-COLLECTION_LEAKS_IGNORED = pytest.mark.xfail(
-    reason="bug: plugin._collection_leaks passes allowed=None to _flag", strict=True
-)
-
 # -- where ---------------------------------------------------------------------------------
 
 
-@COLLECTION_LEAKS_IGNORED
 def test_reports_a_test_module_that_seeds_at_import_as_a_collection_leak(
     pytester: pytest.Pytester,
 ) -> None:
@@ -38,7 +31,6 @@ def test_reports_a_test_module_that_seeds_at_import_as_a_collection_leak(
     assert report["leaks"][0]["origin"]["function"] == "<module>"
 
 
-@COLLECTION_LEAKS_IGNORED
 def test_puts_back_what_a_test_module_changed_at_import(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
@@ -464,11 +456,6 @@ def test_hypothesis_tests_that_draw_are_not_leaks(pytester: pytest.Pytester, num
     assert report["leaks"] == []
 
 
-@pytest.mark.xfail(
-    reason="bug: the torch.flags seeder use_deterministic_algorithms has no detail, so its "
-    "origin is given to every flag that changed in the phase",
-    strict=True,
-)
 def test_a_flag_set_by_assignment_is_not_blamed_on_the_call_that_set_another(
     pytester: pytest.Pytester, torch: object
 ) -> None:

@@ -10,13 +10,6 @@ import sys
 import pytest
 from conftest import NO_RANDOMLY, leak_rows, run, run_with_report
 
-#: A package bug (see the helpers' report): a bad marker makes the plugin's tryfirst setup
-#: wrapper raise before it yields, so the other plugins' setup wrappers never run and their
-#: teardown fails with a KeyError: the test gets a second, confusing error.
-MARKER_ERROR_SKIPS_OTHER_PLUGINS = pytest.mark.xfail(
-    reason="bug: pytest_runtest_setup raises before yield on a bad marker", strict=True
-)
-
 DRAWING_TESTS = """
     import random
 
@@ -104,11 +97,6 @@ def test_seeds_every_source_as_seeding_by_hand_with_the_test_seed_would(
     assert report["leaks"] == []
 
 
-@pytest.mark.xfail(
-    reason="bug: NumpySource is available only once numpy.random.mtrand is loaded, which "
-    "numpy 2 does lazily on first use of np.random: the marker then leaves numpy unseeded",
-    strict=True,
-)
 def test_seeds_numpy_before_numpy_random_is_loaded(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
@@ -429,7 +417,6 @@ def test_bad_marker_arguments_fail_that_test_naming_it_and_the_argument(
     result.stdout.fnmatch_lines(["*ERROR at setup of test_bad*", expected])
 
 
-@MARKER_ERROR_SKIPS_OTHER_PLUGINS
 def test_a_bad_deterministic_marker_gives_one_clean_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -448,7 +435,7 @@ def test_a_bad_deterministic_marker_gives_one_clean_error(pytester: pytest.Pytes
 # -- PYTHONHASHSEED ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("hash_seed", "noted"), [(None, True), ("0", False)])
+@pytest.mark.parametrize(("hash_seed", "noted"), [(None, True), ("0", False), ("1", False)])
 def test_notes_randomised_str_hashes_when_deterministic_tests_ran(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,

@@ -5,17 +5,6 @@ from __future__ import annotations
 import pytest
 from conftest import leak_rows, run, run_with_report
 
-COLLECTION_LEAKS_IGNORED = pytest.mark.xfail(
-    reason="bug: plugin._collection_leaks passes allowed=None to _flag", strict=True
-)
-
-#: A package bug (see the helpers' report): a bad marker makes the plugin's tryfirst setup
-#: wrapper raise before it yields, so the other plugins' setup wrappers never run and their
-#: teardown fails with a KeyError: the test gets a second, confusing error.
-MARKER_ERROR_SKIPS_OTHER_PLUGINS = pytest.mark.xfail(
-    reason="bug: pytest_runtest_setup raises before yield on a bad marker", strict=True
-)
-
 BAD_ALLOW = """
     import pytest
 
@@ -147,7 +136,6 @@ def test_fail_mode_errors_a_test_whose_fixture_leaks(pytester: pytest.Pytester) 
     result.stdout.fnmatch_lines(["*random reseeded during teardown*"])
 
 
-@COLLECTION_LEAKS_IGNORED
 def test_fail_mode_exits_non_zero_for_a_collection_leak(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -323,7 +311,6 @@ def test_allow_rng_leak_with_an_unknown_source_fails_naming_test_and_name(
     )
 
 
-@MARKER_ERROR_SKIPS_OTHER_PLUGINS
 def test_a_bad_marker_gives_one_clean_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(BAD_ALLOW)
     result = run(pytester)

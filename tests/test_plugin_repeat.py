@@ -8,6 +8,7 @@ source, so what other tests loaded into this process must not take part.
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import pytest
@@ -157,11 +158,6 @@ def test_repeat_fails_a_test_whose_recorded_values_differ_naming_run_record_and_
     assert int(first) < int(second)
 
 
-@pytest.mark.xfail(
-    reason="bug: TorchSource captures the generator's raw memory with its struct padding "
-    "(and stale cached normals), so equal torch states compare unequal",
-    strict=True,
-)
 def test_a_test_that_does_not_touch_torch_is_reproducible_with_torch_loaded(
     pytester: pytest.Pytester,
 ) -> None:
@@ -350,11 +346,6 @@ def test_str_hash_order_passes_repeat_but_fails_fingerprints_across_hash_seeds(
     result.stdout.fnmatch_lines(["*differs from the fingerprint file in record 'order'*"])
 
 
-@pytest.mark.xfail(
-    reason="bug: a fingerprint holds the end state of every source loaded in the process, "
-    "so it changes with which other tests ran (whether they loaded numpy)",
-    strict=True,
-)
 def test_a_fingerprint_does_not_depend_on_which_other_tests_ran(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
@@ -379,3 +370,29 @@ def test_a_fingerprint_does_not_depend_on_which_other_tests_ran(
     run_fresh(pytester, *args, "test_b.py", "test_a.py").assert_outcomes(passed=2)
     # The same test, alone (as a CI shard or -k would run it).
     run_fresh(pytester, *args, "test_a.py").assert_outcomes(passed=1)
+
+
+def test_the_rerun_command_of_a_not_reproducible_test_repeats_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+
+        @pytest.mark.deterministic
+        def test_clock(rngguard):
+            rngguard.record("now", time.perf_counter_ns())
+        """
+    )
+    result = run(pytester, "--rngguard-repeat=2")
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    command = lines[lines.index(next(x for x in lines if "re-run just this test" in x)) + 1]
+    argv = shlex.split(command.strip())
+    assert "--rngguard-repeat=2" in argv
+    # Without the repeat the failure would not show again; with it, it does.
+    rerun = pytester.run(*argv, "-p", "no:randomly")
+    assert rerun.ret == pytest.ExitCode.TESTS_FAILED
+    rerun.stdout.fnmatch_lines(["*is not reproducible: run 2 differs from run 1*"])

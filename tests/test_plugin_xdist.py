@@ -119,7 +119,6 @@ def test_the_controller_reports_what_a_serial_run_reports(
             result.stdout.fnmatch_lines(["*= rngguard =*", line])
 
 
-@pytest.mark.xfail(reason="bug: plugin._collection_leaks passes allowed=None to _flag", strict=True)
 def test_collection_leaks_are_reported_once_although_every_worker_collects(
     pytester: pytest.Pytester,
 ) -> None:

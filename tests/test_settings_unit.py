@@ -61,11 +61,6 @@ def test_a_line_that_is_not_a_variable_name_is_a_usage_error_naming_it(line: str
     assert "VAR or VAR=VALUE" in message
 
 
-@pytest.mark.xfail(
-    reason="bug: parse_env_lines checks names with var.replace('_', '').isalnum(), which refuses "
-    "names made only of underscores",
-    strict=True,
-)
 def test_a_name_made_of_underscores_is_a_valid_variable_name() -> None:
     assert parse_env_lines(["_", "__=1"])[1] == (("__", "1"),)
 

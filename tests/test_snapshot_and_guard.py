@@ -220,11 +220,6 @@ def test_guard_without_restore_leaves_the_change() -> None:
         torch.set_rng_state(before)
 
 
-@pytest.mark.xfail(
-    reason="bug: TorchSource.capture compares the raw bytes of the disengaged cached-normal "
-    "std::optionals, which torch.set_rng_state rewrites, so a restored state looks replaced",
-    strict=True,
-)
 @pytest.mark.allow_rng_leak("torch", reason="seeds torch first, to fail the same in any order")
 def test_guard_passes_a_block_that_forks_the_torch_rng_and_puts_it_back() -> None:
     before = torch.get_rng_state()

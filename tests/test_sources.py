@@ -376,11 +376,6 @@ def test_torch_going_back_to_an_earlier_state_is_replaced() -> None:
     assert kinds(source.classify(before, source.capture())) == [REPLACED]
 
 
-@pytest.mark.xfail(
-    reason="bug: TorchSource.classify calls any change of the initial seed a reseed, also a "
-    "set_state with another generator's drawn state",
-    strict=True,
-)
 def test_torch_set_rng_state_with_a_foreign_state_is_replaced() -> None:
     source = TorchSource()
     foreign = torch.Generator()
@@ -392,11 +387,6 @@ def test_torch_set_rng_state_with_a_foreign_state_is_replaced() -> None:
     assert kinds(source.classify(before, source.capture())) == [REPLACED]
 
 
-@pytest.mark.xfail(
-    reason="bug: TorchSource.capture compares the raw bytes of the disengaged cached-normal "
-    "std::optionals, which torch.set_rng_state rewrites, so a restored state looks changed",
-    strict=True,
-)
 def test_torch_state_put_back_by_fork_rng_is_captured_unchanged() -> None:
     source = TorchSource()
     torch.manual_seed(3)
@@ -449,14 +439,13 @@ def test_torch_cuda_seeds_queued_before_cuda_starts_are_reseeded() -> None:
 
 
 def test_torch_cuda_with_nothing_queued_is_not_reported_when_first_seen() -> None:
-    assert TorchCudaSource().classify(None, CudaState((None, None, 0), None)) == []
+    assert TorchCudaSource().classify(None, CudaState((), 0, None)) == []
 
 
 def test_torch_cuda_device_changes_are_classified_per_device() -> None:
     source = TorchCudaSource()
-    queued = (None, None, 0)
-    before = CudaState(queued, ((1, 100), (1, 100), (1, 100), (1, 100), (1, 100)))
-    after = CudaState(queued, ((1, 100), (1, 164), (2, 0), (1, 40), (1, 0)))
+    before = CudaState((), 0, ((1, 100), (1, 100), (1, 100), (1, 100), (1, 100)))
+    after = CudaState((), 0, ((1, 100), (1, 164), (2, 0), (1, 40), (1, 0)))
     assert [(d.kind, d.detail) for d in source.classify(before, after)] == [
         (ADVANCED, "cuda:1"),
         (RESEEDED, "cuda:2"),
@@ -468,26 +457,24 @@ def test_torch_cuda_device_changes_are_classified_per_device() -> None:
 
 def test_torch_cuda_starting_with_torchs_default_seed_is_not_reported() -> None:
     source = TorchCudaSource()
-    before = CudaState((None, None, 0), None)
-    started = CudaState((None, None, 0), ((67280421310721, 0),))
+    before = CudaState((), 0, None)
+    started = CudaState((), 0, ((67280421310721, 0),))
     assert source.classify(before, started) == []
-    reseeded = CudaState((None, None, 0), ((9, 0),))
+    reseeded = CudaState((), 0, ((9, 0),))
     assert [(d.kind, d.detail) for d in source.classify(before, reseeded)] == [(RESEEDED, "cuda:0")]
 
 
-@pytest.mark.xfail(
-    reason="bug: TorchCudaSource._started reads the seed from torch's queued (callback, "
-    "traceback) tuple instead of the callback, so it never finds the queued seed",
-    strict=True,
-)
 def test_torch_cuda_starting_with_the_seed_queued_before_is_not_reported() -> None:
     if torch.cuda.is_initialized():
         pytest.skip("CUDA was started by someone else")
     source = TorchCudaSource()
     torch.manual_seed(7)  # queued; CUDA applies it when it starts
     before = source.capture()
-    started = CudaState(before.queued, ((7, 0),))
+    assert before.queued == (("all", 7),)
+    started = CudaState(before.queued, before.calls, ((7, 0),))
     assert source.classify(before, started) == []
+    other = CudaState(before.queued, before.calls, ((8, 0),))
+    assert [(d.kind, d.detail) for d in source.classify(before, other)] == [(RESEEDED, "cuda:0")]
 
 
 # -- env -------------------------------------------------------------------------------------

@@ -27,13 +27,14 @@ class Seeder(NamedTuple):
 
     ``target`` is a dotted path below ``module``: ``"seed"`` for ``numpy.random.seed``,
     ``"environ.putenv"`` for a method of a module-level object.  ``detail`` maps the call's
-    arguments to the detail it affects, or to None when the call is not about this source.
+    arguments to the detail (or the tuple of details) it affects, or to None when the call is
+    not about this source.
     """
 
     module: str
     target: str
     kind: str
-    detail: Callable[..., str | None] | None = None
+    detail: Callable[..., str | tuple[str, ...] | None] | None = None
 
 
 class TraceTarget(NamedTuple):

@@ -113,9 +113,18 @@ def _numpy_memory() -> _NumpyMemory | None:
     return memory
 
 
+_MTRAND = "numpy.random.mtrand"
+
+
 class NumpySource(ModuleSource):
+    """Available as soon as ``numpy`` is imported.  NumPy 2 loads ``numpy.random`` lazily:
+    until something loads it, the global generator does not exist yet, its state is captured
+    as None, and the plugin never imports it just to look.  Seeding it (the ``deterministic``
+    marker) loads it; restoring to None gives it a fresh, unpredictable seed, as a first
+    import would."""
+
     name = "numpy"
-    module = "numpy.random.mtrand"  # numpy 2 loads numpy.random lazily
+    module = "numpy"
 
     def __init__(self) -> None:
         self._prepared = False
@@ -124,7 +133,15 @@ class NumpySource(ModuleSource):
         self._address = 0
         self._views: tuple[Any, Any] = (None, None)
 
-    def _prepare(self) -> None:
+    def available(self) -> bool:
+        numpy = sys.modules.get("numpy")
+        # Not while numpy itself is still being imported (another thread, or its own hooks).
+        return numpy is not None and not getattr(numpy.__spec__, "_initializing", False)
+
+    def _prepare(self) -> bool:
+        """Bind the global generator once ``numpy.random`` is loaded; False until then."""
+        if _MTRAND not in sys.modules:
+            return False
         from numpy.random import mtrand
 
         self._rand = mtrand._rand
@@ -133,10 +150,11 @@ class NumpySource(ModuleSource):
             self._address = _address(self._rand)
             self._views = self._memory.views(self._rand, self._address)
         self._prepared = True
+        return True
 
     def capture(self) -> Any:
-        if not self._prepared:
-            self._prepare()
+        if not self._prepared and not self._prepare():
+            return None
         if self._memory is not None:
             key, gauss = self._views
             return key.raw, gauss.raw
@@ -144,8 +162,11 @@ class NumpySource(ModuleSource):
         return state[1].tobytes(), state[2:]
 
     def restore(self, state: Any) -> None:
-        if not self._prepared:
-            self._prepare()
+        if not self._prepared and not self._prepare():
+            return  # still not loaded: nothing to put back
+        if state is None:  # it did not exist: start it afresh, as its first import does
+            self._rand.seed()
+            return
         if self._memory is not None:
             self._memory.write(self._rand, self._address, state)
             return
@@ -155,9 +176,9 @@ class NumpySource(ModuleSource):
         self._rand.set_state(("MT19937", key, *state[1]))
 
     def seed(self, seed: int) -> None:
-        from numpy.random import mtrand
+        import numpy.random  # numpy is loaded; this loads its lazy submodule at most
 
-        mtrand._rand.seed(seed % 2**32)
+        numpy.random.mtrand._rand.seed(seed % 2**32)
 
     def _mt(self, state: Any) -> mt.MTState:
         if self._memory is not None:
@@ -165,6 +186,8 @@ class NumpySource(ModuleSource):
         return mt.MTState(state[0], state[1][0])
 
     def classify(self, before: Any, after: Any) -> list[Difference]:
+        if after is None:  # not loaded: cannot have changed
+            return []
         new = self._mt(after)
         if before is None:  # loaded meanwhile: its import state carries the by-array marker
             return [Difference(RESEEDED)] if mt.looks_int_seeded(new) else []

@@ -29,6 +29,31 @@ _WORDS = 24
 _ENGINE_KEY = 20
 _ENGINE_BYTES = 2544
 _SERIALISED_BYTES = 5056
+# Bytes of the generator's memory that are not state: struct padding (13-15 after the bool,
+# 2516-2519 after the engine, 2525-2527 and 2537-2543 after each optional's flag) and the
+# payload of a cached normal whose flag (byte 2524 for the float at 2520, 2536 for the double
+# at 2528) says it is empty.  Whatever is left there is stale, so a capture zeroes it: equal
+# states then capture equal bytes.
+_FLOAT_FLAG = 2524
+_DOUBLE_FLAG = 2536
+_NO_FLOAT = bytes(5)
+_NO_DOUBLE = bytes(9)
+
+
+def _normalised(raw: bytes) -> bytes:
+    """The generator's bytes with padding and empty cached normals zeroed."""
+    return b"".join(
+        (
+            raw[:13],
+            bytes(3),
+            raw[16:2516],
+            bytes(4),
+            raw[2520:2525] if raw[_FLOAT_FLAG] else _NO_FLOAT,
+            bytes(3),
+            raw[2528:2537] if raw[_DOUBLE_FLAG] else _NO_DOUBLE,
+            bytes(7),
+        )
+    )
 
 
 def _mt(raw: bytes) -> mt.MTState:
@@ -89,9 +114,37 @@ def _engine_offset() -> int | None:
                 torch.rand(4, generator=other), torch.rand(4, generator=probe)
             ):
                 return None
+        if not _cached_normals_where_expected(probe, offset):
+            return None
     except Exception:  # pragma: no cover - any surprise means: use the public API
         return None
     return offset
+
+
+# Where ``set_state`` keeps the cached normals in the serialised state: the double
+# (``normal_y``, valid when the int at 5040 is set) and the float (valid when byte 5052 is).
+_SERIALISED_DOUBLE, _SERIALISED_DOUBLE_VALID = 5024, 5040
+_SERIALISED_FLOAT, _SERIALISED_FLOAT_VALID = 5048, 5052
+
+
+def _cached_normals_where_expected(probe: Any, offset: int) -> bool:
+    """Whether the cached normals and their flags sit where ``_normalised`` expects them."""
+    import ctypes
+    import struct
+
+    import torch
+
+    state = bytearray(_serialised(probe))
+    state[_SERIALISED_FLOAT : _SERIALISED_FLOAT + 4] = struct.pack("<f", 1.5)
+    state[_SERIALISED_FLOAT_VALID] = 1
+    state[_SERIALISED_DOUBLE : _SERIALISED_DOUBLE + 8] = struct.pack("<d", 2.25)
+    state[_SERIALISED_DOUBLE_VALID : _SERIALISED_DOUBLE_VALID + 4] = struct.pack("<i", 1)
+    probe.set_state(torch.frombuffer(state, dtype=torch.uint8))
+    raw = ctypes.string_at(_impl_address(probe) + offset, _ENGINE_BYTES)
+    return (
+        raw[2520:2525] == struct.pack("<f", 1.5) + b"\x01"
+        and raw[2528:2537] == struct.pack("<d", 2.25) + b"\x01"
+    )
 
 
 def _impl_address(generator: Any) -> int:
@@ -125,7 +178,7 @@ class TorchSource(ModuleSource):
         if self._generator is None:
             self._prepare()
         if self._view is not None:
-            return self._view.raw
+            return _normalised(self._view.raw)
         return _serialised(self._generator)
 
     def restore(self, state: Any) -> None:
@@ -148,9 +201,13 @@ class TorchSource(ModuleSource):
             # A fresh import seeds from 64 bits of entropy; user seeds are small integers.
             seed = int.from_bytes(after[:8], "little")
             return [Difference(RESEEDED)] if seed < 2**32 else []
-        if before[:8] != after[:8]:
-            return [Difference(RESEEDED)]
         old, new = _mt(before), _mt(after)
+        if before[:8] != after[:8]:
+            # A new initial seed: a reseed leaves exactly init_genrand(seed), not yet drawn
+            # from; anything else came from set_state (a state drawn from elsewhere).
+            seed = int.from_bytes(after[:8], "little") & 0xFFFFFFFF
+            seeded = mt.looks_int_seeded(new) and new.key[:4] == seed.to_bytes(4, "little")
+            return [Difference(RESEEDED if seeded else REPLACED)]
         if old == new:
             return [Difference(ADVANCED)]  # only the cached normal was used
         return [Difference(mt_kind(mt.reachable(old, new), mt.looks_int_seeded(new)))]

@@ -8,9 +8,10 @@ someone else, each device's Philox generator is read as its seed and offset.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from .base import ADVANCED, REPLACED, RESEEDED, Difference, ModuleSource, Seeder, TraceTarget
 
@@ -32,54 +33,101 @@ def _queued_seed(callback: Any) -> int | None:
     return None
 
 
-class CudaState(NamedTuple):
-    queued: tuple[Any, ...]  # identities of the seeding calls torch has queued
-    devices: tuple[tuple[int, int], ...] | None  # (seed, offset) per device, once initialised
+@dataclasses.dataclass(frozen=True)
+class CudaState:
+    """What the CUDA generators will start from, or hold once CUDA is initialised.
+
+    Compared by value: the queued seeds (in the order torch applies them, as ``("all",
+    seed)`` for ``manual_seed_all`` and ``("current", seed)`` for ``manual_seed``), how many
+    other lazy calls are queued, and (seed, offset) per device once initialised.  The
+    tracker's own entries are kept only to put them back, never compared or shown.
+    """
+
+    queued: tuple[tuple[str, int | None], ...]
+    calls: int
+    devices: tuple[tuple[int, int], ...] | None
+    entries: tuple[Any, Any, tuple[Any, ...]] = dataclasses.field(
+        default=(None, None, ()), compare=False, repr=False
+    )
+
+
+def _expected_seeds(
+    queued: Sequence[tuple[str, int | None]], count: int, current: int
+) -> list[int]:
+    """The seed each device starts with when CUDA initialises after ``queued``."""
+    seeds = [DEFAULT_SEED] * count
+    for scope, seed in queued:
+        if seed is None:
+            continue
+        if scope == "all":
+            seeds = [seed] * count
+        elif 0 <= current < count:
+            seeds[current] = seed
+    return seeds
 
 
 class TorchCudaSource(ModuleSource):
     name = "torch.cuda"
     module = "torch.cuda"
 
+    def __init__(self) -> None:
+        # The last queue read, by the identity of torch's entries: reading closures is the
+        # slow part, and the queue rarely changes.
+        self._last: tuple[tuple[Any, ...], tuple[tuple[str, int | None], ...]] = ((), ())
+
     def available(self) -> bool:
         torch = sys.modules.get("torch")
         # A CPU-only build queues seeds that can never apply: nothing to watch there.
         return torch is not None and "torch.cuda" in sys.modules and bool(torch._C._has_cuda)
 
+    def _queued(self, order: tuple[Any, ...], one: Any) -> tuple[tuple[str, int | None], ...]:
+        last_order, queued = self._last
+        if len(order) == len(last_order) and all(
+            a is b for a, b in zip(order, last_order, strict=True)
+        ):
+            return queued
+        queued = tuple(
+            ("current" if entry is one else "all", _queued_seed(entry[0]))
+            for entry in order
+            if entry is not None
+        )
+        self._last = (order, queued)
+        return queued
+
     def capture(self) -> CudaState:
         import torch.cuda
 
         tracker = torch.cuda._lazy_seed_tracker
-        queued = (
-            tracker.manual_seed_cb,
-            tracker.manual_seed_all_cb,
-            len(torch.cuda._queued_calls),
-        )
+        order = tuple(tracker.call_order)
+        entries = (tracker.manual_seed_cb, tracker.manual_seed_all_cb, order)
+        queued = self._queued(order, tracker.manual_seed_cb)
+        calls = len(torch.cuda._queued_calls)
         if not torch.cuda._initialized:
-            return CudaState(queued, None)
+            return CudaState(queued, calls, None, entries)
         return CudaState(
             queued,
+            calls,
             tuple((g.initial_seed(), g.get_offset()) for g in torch.cuda.default_generators),
+            entries,
         )
 
     def restore(self, state: CudaState) -> None:
         import torch.cuda
 
-        tracker = torch.cuda._lazy_seed_tracker
         if not torch.cuda._initialized:
-            tracker.manual_seed_cb, tracker.manual_seed_all_cb = state.queued[:2]
-            tracker.call_order = (
-                [tracker.manual_seed_cb, tracker.manual_seed_all_cb]
-                if state.queued[1] is not None
-                else [tracker.manual_seed_all_cb, tracker.manual_seed_cb]
-            )
-            del torch.cuda._queued_calls[state.queued[2] :]
+            tracker = torch.cuda._lazy_seed_tracker
+            tracker.manual_seed_cb, tracker.manual_seed_all_cb, order = state.entries
+            tracker.call_order = list(order)
+            del torch.cuda._queued_calls[state.calls :]
             return
+        generators = torch.cuda.default_generators
         if state.devices is None:
-            return  # CUDA started since: there is no earlier live state to go back to
-        for generator, (seed, offset) in zip(
-            torch.cuda.default_generators, state.devices, strict=False
-        ):
+            # CUDA started since: put each device where it would have started from then.
+            seeds = _expected_seeds(state.queued, len(generators), torch.cuda.current_device())
+            for generator, seed in zip(generators, seeds, strict=True):
+                generator.manual_seed(seed)
+            return
+        for generator, (seed, offset) in zip(generators, state.devices, strict=False):
             generator.manual_seed(seed)
             generator.set_offset(offset)
 
@@ -94,7 +142,7 @@ class TorchCudaSource(ModuleSource):
 
     def classify(self, before: CudaState | None, after: CudaState) -> list[Difference]:
         if after.devices is None:  # still queued
-            if before is None and after.queued[:2] == (None, None):
+            if before is None and not after.queued:
                 return []
             if before is None or before.queued != after.queued:
                 return [Difference(RESEEDED, QUEUED)]
@@ -112,8 +160,11 @@ class TorchCudaSource(ModuleSource):
             else:
                 kind = RESEEDED if new[1] == 0 else REPLACED
             changes.append(
-                Difference(kind, f"cuda:{index}", f"seed {old[0]} offset {old[1]} -> "
-                           f"seed {new[0]} offset {new[1]}")
+                Difference(
+                    kind,
+                    f"cuda:{index}",
+                    f"seed {old[0]} offset {old[1]} -> seed {new[0]} offset {new[1]}",
+                )
             )
         return changes
 
@@ -123,16 +174,13 @@ class TorchCudaSource(ModuleSource):
     ) -> list[Difference]:
         """CUDA started in this stretch: each device should hold the seed queued before (or
         torch's default); another seed means someone seeded it since."""
-        expected = {DEFAULT_SEED}
-        if before is not None:
-            for callback in before.queued[:2]:
-                seed = _queued_seed(callback)
-                if seed is not None:
-                    expected = {seed}
+        queued = before.queued if before is not None else ()
+        current = _current_device()
+        expected = _expected_seeds(queued, len(devices), current)
         return [
             Difference(RESEEDED, f"cuda:{index}", f"seed {seed} after CUDA started")
-            for index, (seed, _) in enumerate(devices)
-            if seed not in expected
+            for index, ((seed, _), want) in enumerate(zip(devices, expected, strict=True))
+            if seed != want
         ]
 
     def seeders(self) -> Sequence[Seeder]:
@@ -161,3 +209,12 @@ class TorchCudaSource(ModuleSource):
             TraceTarget(owners, "set_state", REPLACED),
             TraceTarget(owners, "set_offset", REPLACED),
         )
+
+
+def _current_device() -> int:
+    """The current CUDA device, read only once CUDA is initialised (never initialises it)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is None or not cuda.is_initialized():
+        return 0
+    return int(cuda.current_device())

@@ -131,21 +131,7 @@ def test_a_reseed_of_the_second_device_names_only_that_device(
 # -- before CUDA starts (a fresh process each) -----------------------------------------------
 
 
-#: torch keeps a queued seed as ``(callback, traceback)``; ``torch_cuda._queued_seed`` reads
-#: the tuple as the callback, finds no seed, and expects torch's default seed instead.
-QUEUED_SEED_NOT_READ = pytest.mark.xfail(
-    reason="bug: sources/torch_cuda.py _queued_seed() is given (callback, traceback) tuples",
-    strict=True,
-)
-#: ``TorchCudaSource.restore`` has nothing to go back to once CUDA started in the stretch.
-NOT_UNDONE_AFTER_CUDA_STARTS = pytest.mark.xfail(
-    reason="bug: TorchCudaSource.restore() leaves a seed applied when CUDA started meanwhile, "
-    "and the next test is blamed for it",
-    strict=True,
-)
 
-
-@QUEUED_SEED_NOT_READ
 def test_a_seed_queued_before_cuda_starts_is_attributed_and_undone(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
@@ -179,7 +165,6 @@ def test_a_seed_queued_before_cuda_starts_is_attributed_and_undone(
     assert {leak["origin"]["line"] for leak in report["leaks"]} == {4}
 
 
-@NOT_UNDONE_AFTER_CUDA_STARTS
 def test_a_test_that_seeds_and_then_starts_cuda_is_reported_and_undone(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
@@ -269,14 +254,6 @@ def test_the_plugin_never_starts_cuda_in_any_mode(
     assert "CUDA_INITIALIZED=False" in result.stdout.lines
 
 
-#: Before CUDA starts, the ``torch.cuda`` state holds the callbacks torch queued, compared by
-#: identity and fingerprinted by ``repr`` (an address): every run queues a new one.
-QUEUED_CALLBACKS_IN_STATE = pytest.mark.xfail(
-    reason="bug: CudaState.queued holds callback objects: equal runs compare unequal and "
-    "fingerprints carry addresses",
-    strict=True,
-)
-
 
 def torch_cuda_only(pytester: pytest.Pytester) -> None:
     """Inner runs that check only ``torch.cuda`` (the torch CPU source has a bug of its own)."""
@@ -290,7 +267,6 @@ def torch_cuda_only(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(NEVER_STARTS_CUDA)
 
 
-@QUEUED_CALLBACKS_IN_STATE
 def test_a_deterministic_test_repeats_alike_before_cuda_starts(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
@@ -301,7 +277,6 @@ def test_a_deterministic_test_repeats_alike_before_cuda_starts(
     assert "CUDA_INITIALIZED=False" in result.stdout.lines
 
 
-@QUEUED_CALLBACKS_IN_STATE
 def test_fingerprints_match_across_processes_before_cuda_starts(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
