@@ -7,10 +7,12 @@ import dataclasses
 import hashlib
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .origins import ImportWatcher
 from .sources import Source, build_sources
+from .sources.base import library_of
 from .sources.torch_flags import TorchFlags, set_flags
 
 #: What every deterministic test gets, after the vLLM reproducibility recipe.
@@ -73,36 +75,91 @@ class Applied:
     env: dict[str, str | None]
     flags: TorchFlags | None
     seeded: tuple[str, ...]
+    #: Seeds the libraries first imported while the recipe is applied; None once undone.
+    watcher: ImportWatcher | None = None
 
 
-def apply(recipe: Recipe, sources: Sequence[Source]) -> Applied:
-    """Save, then seed every available source and set the environment and torch flags."""
+def apply(
+    recipe: Recipe,
+    sources: Sequence[Source],
+    adopted: Callable[[tuple[str, ...]], None] | None = None,
+) -> Applied:
+    """Save, then seed every available source and set the environment and torch flags.
+
+    A library first imported later, before :func:`undo` (``import numpy`` in the test
+    itself), is seeded the moment its import finishes; ``adopted`` is told the names of the
+    sources seeded then.
+    """
     states = {s.name: s.capture() for s in sources if s.available()}
     environment = recipe.environment()
     saved_env = {name: os.environ.get(name) for name in environment}
-    flags = None
-    if recipe.torch_flags and "torch" in sys.modules:
-        import torch
-
-        flags = TorchFlags(
-            torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-            bool(torch.backends.cudnn.deterministic),
-            bool(torch.backends.cudnn.benchmark),
-        )
+    applied = Applied(recipe, states, saved_env, None, ())
     seeded = []
     for source in sources:
         if source.seedable and source.available():
             source.seed(recipe.seed)
             seeded.append(source.name)
+    applied.seeded = tuple(seeded)
     os.environ.update(environment)
-    if flags is not None:
-        set_flags(TorchFlags(True, recipe.warn_only, True, False))
-    return Applied(recipe, states, saved_env, flags, tuple(seeded))
+    if "torch" in sys.modules:
+        _set_flags(applied)
+    later = {library_of(s.module) for s in sources if s.seedable and s.name not in seeded}
+    if recipe.torch_flags and applied.flags is None:
+        later.add("torch")
+    if later:
+
+        def imported(name: str) -> None:
+            names = _adopt(applied, sources, name)
+            if names and adopted is not None:
+                adopted(names)
+
+        applied.watcher = ImportWatcher(later, imported)
+        applied.watcher.install()
+    return applied
+
+
+def _set_flags(applied: Applied) -> None:
+    if not applied.recipe.torch_flags:
+        return
+    import torch
+
+    applied.flags = TorchFlags(
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        bool(torch.backends.cudnn.deterministic),
+        bool(torch.backends.cudnn.benchmark),
+    )
+    set_flags(TorchFlags(True, applied.recipe.warn_only, True, False))
+
+
+def _adopt(applied: Applied, sources: Sequence[Source], library: str) -> tuple[str, ...]:
+    """Seed the sources of ``library``, whose import has just finished, and set the flags."""
+    if applied.watcher is None:  # undone already (an import in another thread)
+        return ()
+    names = []
+    for source in sources:
+        if not source.seedable or source.name in applied.seeded:
+            continue
+        if library_of(source.module) != library or source.module not in sys.modules:
+            continue
+        # The library has run, though Python still marks it as initialising until the import
+        # statement returns: a source that checks for that is ready when it is the library.
+        if source.module != library and not source.available():
+            continue
+        applied.states[source.name] = source.capture()
+        source.seed(applied.recipe.seed)
+        names.append(source.name)
+    applied.seeded = (*applied.seeded, *names)
+    if library == "torch" and applied.flags is None:
+        _set_flags(applied)
+    return tuple(names)
 
 
 def undo(applied: Applied, sources: Sequence[Source]) -> None:
     """Put back everything ``apply`` changed, exactly, unset variables included."""
+    if applied.watcher is not None:
+        applied.watcher.uninstall()
+        applied.watcher = None
     for name, value in applied.env.items():
         if value is None:
             os.environ.pop(name, None)
@@ -128,11 +185,12 @@ def deterministic(
     """Run a block with every global RNG seeded and the determinism environment set.
 
     Seeds ``random``, NumPy's global generator, torch (CPU and every CUDA device, without
-    initialising CUDA), TensorFlow and CuPy where loaded; sets
-    ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``,
-    ``PYTHONHASHSEED=<seed>`` (for child processes) and ``env``; with torch loaded and
-    ``torch_flags``, turns on deterministic algorithms (``warn_only`` as given) and the cuDNN
-    flags.  On exit, also on exception, all of it is put back.  Yields the seed.
+    initialising CUDA), TensorFlow and CuPy where loaded, and each of them the moment it is
+    first imported inside the block; sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, ``PYTHONHASHSEED=<seed>`` (for child processes) and
+    ``env``; with ``torch_flags``, once torch is loaded, turns on deterministic algorithms
+    (``warn_only`` as given) and the cuDNN flags.  On exit, also on exception, all of it is
+    put back.  Yields the seed.
     """
     checked_seed, pairs = check_arguments(seed, env, torch_flags, warn_only)
     recipe = Recipe(checked_seed or 0, pairs, torch_flags, warn_only)

@@ -232,9 +232,7 @@ class Interceptor:
         return list(self._installed)
 
     def wrapper_codes(self) -> frozenset[Any]:
-        return frozenset(
-            w.__code__ for _, _, _, w in self._installed if id(w) in self._wrappers
-        )
+        return frozenset(w.__code__ for _, _, _, w in self._installed if id(w) in self._wrappers)
 
 
 class ImportWatcher:
@@ -254,7 +252,12 @@ class ImportWatcher:
         if fullname not in self._names:
             return None
         spec = None
-        for finder in sys.meta_path:
+        finders = sys.meta_path
+        # Only the finders after this one: another watcher before it (a ``deterministic``
+        # block inside the plugin's session) has asked this one already.
+        with contextlib.suppress(ValueError):
+            finders = finders[finders.index(self) + 1 :]
+        for finder in finders:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)

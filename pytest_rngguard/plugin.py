@@ -133,8 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
             guard.stored = load_fingerprints(settings.fingerprints)
         except (OSError, ValueError) as exc:
             raise pytest.UsageError(
-                f"rngguard: --rngguard-fingerprints={settings.fingerprints!r} cannot be read: "
-                f"{exc}"
+                f"rngguard: --rngguard-fingerprints={settings.fingerprints!r} cannot be read: {exc}"
             ) from None
     config.stash[guard_key] = guard
     gatherer = Gatherer(guard)
@@ -299,16 +298,21 @@ def _recipe(item: pytest.Item, guard: Guard) -> tuple[Recipe, int] | None:
 
 def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
     monitor = guard.monitor
-    applied = apply(recipe, monitor.available())
+
+    def hold(_: tuple[str, ...] = ()) -> None:
+        # Again for a library first imported during the test, seeded as its import finished.
+        masked = {(name, "") for name in applied.seeded}
+        masked.update(("env", name) for name in applied.env)
+        if applied.flags is not None:
+            masked.add(("torch.flags", ""))
+        run.masked = frozenset(masked)
+        if guard.watching:
+            monitor.held = frozenset(applied.seeded)
+
+    applied = apply(recipe, monitor.sources, adopted=hold)
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
-    masked = {(name, "") for name in applied.seeded}
-    masked.update(("env", name) for name in applied.env)
-    if applied.flags is not None:
-        masked.add(("torch.flags", ""))
-    run.masked = frozenset(masked)
-    if guard.watching:
-        monitor.held = frozenset(applied.seeded)
+    hold()
     function = getattr(item, "obj", None)
     if function is not None and hasattr(function, "hypothesis"):
         # What ``@hypothesis.seed(n)`` does: examples are derived from the test's seed.
@@ -326,7 +330,7 @@ def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
         else:
             function._hypothesis_internal_use_seed = previous
     if run.applied is not None:
-        undo(run.applied, guard.monitor.available())
+        undo(run.applied, guard.monitor.sources)
         guard.monitor.held = frozenset()
 
 
@@ -727,8 +731,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if settings.report:
         write_json_atomically(settings.report, _report(guard))
-    if settings.fingerprints and guard.fingerprints and (
-        guard.stored is None or settings.fingerprints_update
+    if (
+        settings.fingerprints
+        and guard.fingerprints
+        and (guard.stored is None or settings.fingerprints_update)
     ):
         write_json_atomically(settings.fingerprints, fingerprint_file(guard.fingerprints))
 

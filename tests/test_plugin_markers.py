@@ -8,7 +8,7 @@ import shlex
 import sys
 
 import pytest
-from conftest import NO_RANDOMLY, leak_rows, run, run_with_report
+from conftest import NO_RANDOMLY, leak_rows, require, run, run_with_report
 
 DRAWING_TESTS = """
     import random
@@ -116,6 +116,73 @@ def test_seeds_numpy_before_numpy_random_is_loaded(
     )
     # A fresh process, where numpy 2 has not loaded numpy.random yet.
     run(pytester, subprocess=True).assert_outcomes(passed=1)
+
+
+def test_seeds_a_library_first_imported_inside_the_test_and_puts_it_back(
+    pytester: pytest.Pytester,
+) -> None:
+    require("numpy")
+    require("torch")
+    pytester.makepyfile(
+        """
+        import sys
+
+        import pytest
+
+        assert "numpy" not in sys.modules and "torch" not in sys.modules
+
+        @pytest.mark.deterministic(seed=5)
+        def test_imports_numpy_and_torch(rngguard):
+            import numpy as np
+            import torch
+
+            assert np.random.rand() == np.random.RandomState(5).rand()
+            generator = torch.Generator().manual_seed(5)
+            assert torch.rand(1).item() == torch.rand(1, generator=generator).item()
+            assert torch.are_deterministic_algorithms_enabled()
+            rngguard.record("draws", [np.random.rand(), torch.rand(1).item()])
+
+        def test_after_it():
+            import numpy as np
+            import torch
+
+            # Not left seeded: the states were put back as the imports had made them.
+            assert np.random.rand() != np.random.RandomState(5).rand()
+            assert torch.initial_seed() != 5
+            assert not torch.are_deterministic_algorithms_enabled()
+        """
+    )
+    # A fresh process, so that run 1 is the first to import them; run 2 finds them loaded.
+    result, report = run_with_report(pytester, "--rngguard-repeat=2", subprocess=True)
+    result.assert_outcomes(passed=2)
+    assert report["leaks"] == []
+    assert report["not_reproducible"] == []
+
+
+def test_the_context_manager_seeds_a_library_first_imported_inside_the_block(
+    pytester: pytest.Pytester,
+) -> None:
+    require("numpy")
+    script = pytester.makepyfile(
+        """
+        import sys
+
+        import pytest_rngguard
+
+        assert "numpy" not in sys.modules
+        with pytest_rngguard.deterministic(3):
+            import numpy as np
+
+            inside = np.random.rand()
+        assert inside == np.random.RandomState(3).rand()
+        assert np.random.rand() != np.random.RandomState(3).rand()  # put back on exit
+        assert not any(type(f).__name__ == "ImportWatcher" for f in sys.meta_path)
+        print("OK")
+        """
+    )
+    result = pytester.runpython(script)
+    assert result.ret == 0, result.stderr.str()
+    assert result.stdout.lines == ["OK"]
 
 
 def test_module_marker_seeds_every_test_of_the_module(pytester: pytest.Pytester) -> None:

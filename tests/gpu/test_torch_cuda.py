@@ -131,7 +131,6 @@ def test_a_reseed_of_the_second_device_names_only_that_device(
 # -- before CUDA starts (a fresh process each) -----------------------------------------------
 
 
-
 def test_a_seed_queued_before_cuda_starts_is_attributed_and_undone(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
@@ -189,10 +188,7 @@ def test_a_test_that_seeds_and_then_starts_cuda_is_reported_and_undone(
     result.assert_outcomes(passed=2, warnings=1)
 
 
-# numpy.random is loaded up front: a library first loaded during run 1 of a repeated
-# deterministic test makes the runs differ (a bug of its own, reproduced without a GPU).
 NEVER_STARTS_CUDA = """
-    import numpy.random
     import pytest
     import torch
 
@@ -230,6 +226,11 @@ AT_EXIT = """
 """
 
 
+def never_starts_cuda(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(AT_EXIT)
+    pytester.makepyfile(NEVER_STARTS_CUDA)
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -244,8 +245,7 @@ AT_EXIT = """
 def test_the_plugin_never_starts_cuda_in_any_mode(
     pytester: pytest.Pytester, options: tuple[str, ...], observe: Callable[[str, Any], None]
 ) -> None:
-    pytester.makeconftest(AT_EXIT)
-    pytester.makepyfile(NEVER_STARTS_CUDA)
+    never_starts_cuda(pytester)
     result = pytester.runpytest_subprocess(*NO_RANDOMLY, "-rA", *options)
     observe(f"CUDA never started, options {' '.join(options) or '(none)'}", result.parseoutcomes())
     result.stdout.fnmatch_lines(
@@ -254,23 +254,10 @@ def test_the_plugin_never_starts_cuda_in_any_mode(
     assert "CUDA_INITIALIZED=False" in result.stdout.lines
 
 
-
-def torch_cuda_only(pytester: pytest.Pytester) -> None:
-    """Inner runs that check only ``torch.cuda`` (the torch CPU source has a bug of its own)."""
-    pytester.makeini(
-        """
-        [pytest]
-        rngguard_sources = torch.cuda
-        """
-    )
-    pytester.makeconftest(AT_EXIT)
-    pytester.makepyfile(NEVER_STARTS_CUDA)
-
-
 def test_a_deterministic_test_repeats_alike_before_cuda_starts(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
-    torch_cuda_only(pytester)
+    never_starts_cuda(pytester)
     result = pytester.runpytest_subprocess(*NO_RANDOMLY, "-rA", "--rngguard-repeat=2")
     observe("torch.cuda state before CUDA starts, repeated", result.parseoutcomes())
     result.stdout.fnmatch_lines(["PASSED *::test_deterministic"])
@@ -280,7 +267,7 @@ def test_a_deterministic_test_repeats_alike_before_cuda_starts(
 def test_fingerprints_match_across_processes_before_cuda_starts(
     pytester: pytest.Pytester, observe: Callable[[str, Any], None]
 ) -> None:
-    torch_cuda_only(pytester)
+    never_starts_cuda(pytester)
     path = pytester.path / "fingerprints.json"
     options = (*NO_RANDOMLY, "-rA", f"--rngguard-fingerprints={path}")
     pytester.runpytest_subprocess(*options).stdout.fnmatch_lines(["PASSED *::test_deterministic"])
