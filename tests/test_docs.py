@@ -11,9 +11,10 @@ How examples are written, the convention this file enforces:
   after it are its output.
 
   - ``pytest ARGS``, optionally after ``VAR=value`` settings, runs in a fresh interpreter in
-    the current project (``pytester.runpytest_subprocess``), which must not be empty.  It gets
-    ``-p no:randomly`` unless the command names pytest-randomly, ``-p no:hypothesispytest``
-    (seconds to load) unless the project uses Hypothesis, and an environment without
+    the current project (``pytester.runpytest_subprocess``), which must not be empty.  It
+    loads no plugin but this one (and pytest-randomly where the command names it, Hypothesis's
+    where the project uses Hypothesis): other installed plugins change the output (one that
+    imports numpy adds it to the header's sources).  The environment has no
     ``PYTHONHASHSEED``, ``GITHUB_ACTIONS`` and ``PYTEST_ADDOPTS`` unless the command sets them.
   - ``cat PATH`` shows a file of the project as the previous command left it.
   - Every other command (``pip``, ``git``, ``bash``, ...) is an instruction: not run.
@@ -31,7 +32,10 @@ How examples are written, the convention this file enforces:
   interpreter in an empty folder and must exit 0, so its ``assert`` statements are the
   claims the text makes.
 
-Examples are skipped where a library they import (numpy, torch, transformers) is missing.
+Examples are skipped where a library they import (numpy, torch, transformers) is missing, and
+the pytest runs of projects that use torch where torch is a CUDA build: the output shown is a
+CPU-only torch's, and a CUDA build adds a line for the seed each ``torch.manual_seed`` queues
+for CUDA (the GPU suite, tests/gpu, checks those).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import torch_built_with_cuda
 
 from pytest_rngguard import __all__ as public_names
 from pytest_rngguard.settings import DEFAULT_IGNORE, OPTIONS, Option
@@ -215,24 +220,37 @@ def skip_without_libraries(source: str, local: Iterable[str] = ()) -> None:
             pytest.skip(f"the example needs {name}")
 
 
-def quiet_plugins(example: Example, command: Command) -> list[str]:
-    """Plugins the run leaves out: pytest-randomly reorders and reseeds (unless the command
-    asks for it), and Hypothesis's takes seconds to load (unless the project uses it)."""
-    args = [] if "randomly" in command.argv else ["-p", "no:randomly"]
-    if "hypothesis" not in "".join(example.files.values()):
-        args += ["-p", "no:hypothesispytest"]
+def plugins(example: Example) -> list[str]:
+    """The plugins a run loads, plugin autoloading being off: this one, and Hypothesis's
+    where the project uses it (a command that wants pytest-randomly names it with ``-p``)."""
+    args = ["-p", "rngguard"]
+    if "hypothesis" in "".join(example.files.values()):
+        args += ["-p", "hypothesispytest"]
     return args
 
 
 def clean_environment(env: pytest.MonkeyPatch, command: Command) -> None:
     for name in UNSET_FOR_RUNS:
         env.delenv(name, raising=False)
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     for name, value in command.env.items():
         env.setenv(name, value)
 
 
+def as_autoloaded(output: str) -> str:
+    """The output as a reader's run would show it: the re-run command a failing deterministic
+    test prints names the plugin only because autoloading was off here."""
+    return output.replace(" -m pytest -p rngguard ", " -m pytest ")
+
+
+def skip_with_a_cuda_build(source: str) -> None:
+    if "torch" in imported_modules(source) and torch_built_with_cuda():
+        pytest.skip("shows a CPU-only torch's output: a CUDA build adds the seeds queued for CUDA")
+
+
 def run_in_repository(example: Example, monkeypatch: pytest.MonkeyPatch) -> None:
     skip_without_libraries("import numpy\nimport torch\n")
+    skip_with_a_cuda_build("import torch\n")
     for command in example.commands:
         assert command.argv[0] == "pytest", f"{example.id}: only pytest runs in the repository"
         with monkeypatch.context() as env:
@@ -243,9 +261,7 @@ def run_in_repository(example: Example, monkeypatch: pytest.MonkeyPatch) -> None
                     "-m",
                     *command.argv,
                     "-p",
-                    "no:randomly",
-                    "-p",
-                    "no:hypothesispytest",
+                    "rngguard",
                     "-p",
                     "no:cacheprovider",
                 ],
@@ -256,7 +272,7 @@ def run_in_repository(example: Example, monkeypatch: pytest.MonkeyPatch) -> None
                 check=False,
             )
         where = f"{example.id}: $ {shlex.join(command.argv)}"
-        assert_shows(command.expected, done.stdout + done.stderr, where)
+        assert_shows(command.expected, as_autoloaded(done.stdout + done.stderr), where)
 
 
 def run_session(
@@ -271,6 +287,7 @@ def run_session(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
     skip_without_libraries("".join(example.files.values()), example.files)
+    skip_with_a_cuda_build("".join(example.files.values()))
     if any("randomly" in c.argv for c in example.commands):
         skip_without_libraries("import pytest_randomly")
     # Several sections often show parts of one run's output: run it once per process, unless
@@ -286,10 +303,8 @@ def run_session(
             if output is None:
                 with monkeypatch.context() as env:
                     clean_environment(env, command)
-                    result = pytester.runpytest_subprocess(
-                        *command.argv[1:], *quiet_plugins(example, command)
-                    )
-                output = "\n".join(result.outlines + result.errlines)
+                    result = pytester.runpytest_subprocess(*command.argv[1:], *plugins(example))
+                output = as_autoloaded("\n".join(result.outlines + result.errlines))
                 OUTPUTS[key] = output
         assert_shows(command.expected, output, where)
 

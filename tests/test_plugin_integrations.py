@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import require
+from conftest import QUEUED_CUDA, require
 
 try:
     import fcntl
@@ -159,6 +159,7 @@ def test_transformers_set_seed_is_reported_inside_transformers(inner: dict[str, 
         ("random", ""): "reseeded",
         ("numpy", ""): "reseeded",
         ("torch", ""): "reseeded",
+        **QUEUED_CUDA,
     }
     assert {where(leak) for leak in leaks.values()} == {
         ("transformers/trainer_utils.py", "set_seed")
@@ -182,6 +183,7 @@ def test_transformers_full_determinism_flips_environment_and_flags(
         ("torch", ""): "reseeded",
         ("torch.flags", "deterministic_algorithms"): "changed",
         ("torch.flags", "cudnn.deterministic"): "changed",
+        **QUEUED_CUDA,
     }
     variables = {detail for source, detail in leaks if source == "env"}
     assert variables == {
@@ -208,6 +210,7 @@ def test_accelerate_set_seed_is_reported_inside_accelerate(inner: dict[str, Any]
         ("random", ""): "reseeded",
         ("numpy", ""): "reseeded",
         ("torch", ""): "reseeded",
+        **QUEUED_CUDA,
     }
     assert {where(leak) for leak in leaks.values()} == {("accelerate/utils/random.py", "set_seed")}
 
@@ -223,6 +226,7 @@ def test_lightning_seed_everything_is_reported_with_the_variables_it_leaves(
         ("torch", ""): "reseeded",
         ("env", "PL_GLOBAL_SEED"): "changed",
         ("env", "PL_SEED_WORKERS"): "changed",
+        **QUEUED_CUDA,
     }
     assert {where(leak) for leak in leaks.values()} == {
         ("lightning/fabric/utilities/seed.py", "seed_everything")

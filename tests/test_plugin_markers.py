@@ -153,7 +153,7 @@ def test_seeds_a_library_first_imported_inside_the_test_and_puts_it_back(
         """
     )
     # A fresh process, so that run 1 is the first to import them; run 2 finds them loaded.
-    result, report = run_with_report(pytester, "--rngguard-repeat=2", subprocess=True)
+    result, report = run_with_report(pytester, "--rngguard-repeat=2", alone=True)
     result.assert_outcomes(passed=2)
     assert report["leaks"] == []
     assert report["not_reproducible"] == []
