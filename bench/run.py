@@ -5,7 +5,9 @@
 1. Generates the suites under ``bench/_out/`` (git-ignored): ``trivial`` (N trivial
    parametrised tests in a module that imports random, numpy and torch) and ``drawing`` (N
    tests using session-, module- and function-scoped fixtures, all drawing random numbers),
-   each also as a variant with ``pytestmark = pytest.mark.deterministic``.
+   each also as a variant with ``pytestmark = pytest.mark.deterministic``.  On a GPU machine,
+   ``--suites cuda,cuda-drawing`` measures the same with CUDA initialised on one device
+   (trivial tests, and tests that draw on the GPU).
 2. Runs every configuration of each suite as a whole process, in rounds: each round runs all
    configurations once, in an order rotated from round to round (A B C … then B C … A), so
    every configuration is paired with plain pytest run next to it.  One warm-up round first.
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--suites",
         default="trivial,drawing",
-        help="Comma-separated suites to run (default trivial,drawing)",
+        help="Comma-separated suites to run (default trivial,drawing; on a GPU also "
+        "cuda,cuda-drawing)",
     )
     parser.add_argument(
         "--configs",

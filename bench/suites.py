@@ -11,6 +11,8 @@ from pathlib import Path
 
 TRIVIAL = "trivial"
 DRAWING = "drawing"
+CUDA = "cuda"
+CUDA_DRAWING = "cuda-drawing"
 
 _INI = "[pytest]\n"
 
@@ -67,6 +69,23 @@ def test_draws(i, noise, module_data, session_data):
     assert 0.0 <= x < 3.0
 """
 
+# CUDA is initialised at import, on one device, so the ``torch.cuda`` source is live in every
+# phase; the drawing variant draws on the GPU in every test (its generator's offset moves).
+_CUDA_MODULE = """\
+import random
+
+import numpy.random
+import pytest
+import torch
+
+torch.zeros(1, device="cuda")
+{marker}
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_cuda(i):
+    {body}
+"""
+
 _MARKER = "\npytestmark = pytest.mark.deterministic\n"
 
 
@@ -103,10 +122,33 @@ def write_drawing(folder: Path, tests: int, deterministic: bool = False, modules
     return folder
 
 
-WRITERS = {TRIVIAL: write_trivial, DRAWING: write_drawing}
+def write_cuda(folder: Path, tests: int, deterministic: bool = False, draw: bool = False) -> Path:
+    """``tests`` parametrised tests in a module that initialises CUDA when imported; with
+    ``draw``, each test draws on the GPU.  Needs torch with CUDA and a GPU."""
+    _fresh(folder)
+    marker = _MARKER if deterministic else ""
+    body = 'assert float(torch.rand(1, device="cuda")) < 1.0' if draw else "pass"
+    text = _CUDA_MODULE.format(tests=tests, marker=marker, body=body)
+    (folder / "test_cuda.py").write_text(text)
+    return folder
+
+
+def write_cuda_drawing(folder: Path, tests: int, deterministic: bool = False) -> Path:
+    return write_cuda(folder, tests, deterministic, draw=True)
+
+
+WRITERS = {
+    TRIVIAL: write_trivial,
+    DRAWING: write_drawing,
+    CUDA: write_cuda,
+    CUDA_DRAWING: write_cuda_drawing,
+}
 
 DESCRIPTIONS = {
     TRIVIAL: "trivial parametrised tests; the module imports random, numpy and torch",
     DRAWING: "tests with session, module and function fixtures; fixtures and tests draw "
     "from random, numpy and torch",
+    CUDA: "trivial parametrised tests; the module imports random, numpy and torch and "
+    "initialises CUDA on one device",
+    CUDA_DRAWING: "as cuda, and every test draws on the GPU",
 }

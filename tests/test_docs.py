@@ -33,9 +33,9 @@ How examples are written, the convention this file enforces:
   claims the text makes.
 
 Examples are skipped where a library they import (numpy, torch, transformers) is missing, and
-the pytest runs of projects that use torch where torch is a CUDA build: the output shown is a
-CPU-only torch's, and a CUDA build adds a line for the seed each ``torch.manual_seed`` queues
-for CUDA (the GPU suite, tests/gpu, checks those).
+the pytest runs of projects that use torch (or a library that seeds it) where torch is a CUDA
+build: the output shown is a CPU-only torch's, and a CUDA build adds a line for the seed each
+``torch.manual_seed`` queues for CUDA (the GPU suite, tests/gpu, checks those).
 """
 
 from __future__ import annotations
@@ -243,8 +243,12 @@ def as_autoloaded(output: str) -> str:
     return output.replace(" -m pytest -p rngguard ", " -m pytest ")
 
 
+# Libraries whose seeding functions seed torch, and CUDA with it, when torch is installed.
+SEED_TORCH = {"torch", "transformers", "accelerate", "lightning"}
+
+
 def skip_with_a_cuda_build(source: str) -> None:
-    if "torch" in imported_modules(source) and torch_built_with_cuda():
+    if imported_modules(source) & SEED_TORCH and torch_built_with_cuda():
         pytest.skip("shows a CPU-only torch's output: a CUDA build adds the seeds queued for CUDA")
 
 
