@@ -13,7 +13,7 @@ from typing import Any
 from .origins import ImportWatcher
 from .sources import Source, build_sources
 from .sources.base import library_of
-from .sources.torch_flags import TorchFlags, set_flags
+from .sources.torch_flags import INDUCTOR_CONFIG, TorchFlags, set_flags
 
 #: What every deterministic test gets, after the vLLM reproducibility recipe.
 RECIPE_ENV = (
@@ -77,6 +77,8 @@ class Applied:
     seeded: tuple[str, ...]
     #: Seeds the libraries first imported while the recipe is applied; None once undone.
     watcher: ImportWatcher | None = None
+    #: torch inductor's ``deterministic`` before the recipe set it; None where not set.
+    inductor: bool | None = None
 
 
 def apply(
@@ -106,6 +108,8 @@ def apply(
     later = {library_of(s.module) for s in sources if s.seedable and s.name not in seeded}
     if recipe.torch_flags and applied.flags is None:
         later.add("torch")
+    if recipe.torch_flags and applied.inductor is None:
+        later.add(INDUCTOR_CONFIG)
     if later:
 
         def imported(name: str) -> None:
@@ -129,7 +133,17 @@ def _set_flags(applied: Applied) -> None:
         bool(torch.backends.cudnn.deterministic),
         bool(torch.backends.cudnn.benchmark),
     )
+    _set_inductor(applied)
     set_flags(TorchFlags(True, applied.recipe.warn_only, True, False))
+
+
+def _set_inductor(applied: Applied) -> None:
+    """Make torch.compile's kernels deterministic too, where its config is loaded."""
+    config = sys.modules.get(INDUCTOR_CONFIG)
+    if config is None or applied.inductor is not None:
+        return
+    applied.inductor = bool(config.deterministic)
+    config.deterministic = True
 
 
 def _adopt(applied: Applied, sources: Sequence[Source], library: str) -> tuple[str, ...]:
@@ -152,6 +166,8 @@ def _adopt(applied: Applied, sources: Sequence[Source], library: str) -> tuple[s
     applied.seeded = (*applied.seeded, *names)
     if library == "torch" and applied.flags is None:
         _set_flags(applied)
+    if library == INDUCTOR_CONFIG and applied.flags is not None:
+        _set_inductor(applied)
     return tuple(names)
 
 
@@ -167,6 +183,9 @@ def undo(applied: Applied, sources: Sequence[Source]) -> None:
             os.environ[name] = value
     if applied.flags is not None:
         set_flags(applied.flags)
+    config = sys.modules.get(INDUCTOR_CONFIG)
+    if applied.inductor is not None and config is not None:
+        config.deterministic = applied.inductor
     by_name = {s.name: s for s in sources}
     for name in applied.seeded:
         source = by_name.get(name)

@@ -290,6 +290,8 @@ class Monitor:
                 return original(*args, **kwargs)
         caller = caller_frame(frame, library_of(source.module))
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
+        if module.startswith(_OWN_PACKAGE):
+            return original(*args, **kwargs)  # through the library (os.environ.update)
         if caller is not None and self._ignore(module):
             return self._ignored_call(original, args, kwargs, source, module)
         result = original(*args, **kwargs)

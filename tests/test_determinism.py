@@ -258,6 +258,42 @@ def test_deterministic_leaves_torch_flags_alone_when_told() -> None:
         assert torch_flags() == (False, False, True, True)
 
 
+INDUCTOR_SCRIPT = """
+import sys
+import torch
+from pytest_rngguard import deterministic
+
+with deterministic(1):
+    assert torch.are_deterministic_algorithms_enabled()
+    # torch.use_deterministic_algorithms would import it: over a second, and not asked for
+    assert "torch._inductor.config" not in sys.modules
+    import torch._inductor.config as config
+    assert config.deterministic is True, "torch.compile imported in the block is deterministic"
+assert config.deterministic is False
+assert not torch.are_deterministic_algorithms_enabled()
+
+config.deterministic = True  # the user's own setting, with inductor loaded before the block
+with deterministic(1, warn_only=True):
+    assert config.deterministic is True
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+assert config.deterministic is True
+config.deterministic = False
+with deterministic(1):
+    assert config.deterministic is True
+assert config.deterministic is False
+with deterministic(1, torch_flags=False):
+    assert config.deterministic is False
+"""
+
+
+@needs_torch
+def test_deterministic_sets_inductors_flag_without_importing_it_and_puts_it_back() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INDUCTOR_SCRIPT], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
 # -- putting everything back -----------------------------------------------------------------
 
 

@@ -24,12 +24,20 @@ DETAILS = (
 )
 
 
+#: torch.use_deterministic_algorithms also sets this module's ``deterministic``, importing it
+#: first (over a second the first time): the flags are set without it unless it is loaded.
+INDUCTOR_CONFIG = "torch._inductor.config"
+
+
 def set_flags(flags: TorchFlags) -> None:
     import torch
 
-    torch.use_deterministic_algorithms(
-        flags.deterministic_algorithms, warn_only=flags.deterministic_algorithms_warn_only
-    )
+    mode, warn_only = flags.deterministic_algorithms, flags.deterministic_algorithms_warn_only
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if INDUCTOR_CONFIG in sys.modules or setter is None:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
     torch.backends.cudnn.deterministic = flags.cudnn_deterministic
     torch.backends.cudnn.benchmark = flags.cudnn_benchmark
 
