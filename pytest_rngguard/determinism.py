@@ -139,7 +139,7 @@ def _set_flags(applied: Applied) -> None:
 
 def _set_inductor(applied: Applied) -> None:
     """Make torch.compile's kernels deterministic too, where its config is loaded."""
-    config = sys.modules.get(INDUCTOR_CONFIG)
+    config: Any = sys.modules.get(INDUCTOR_CONFIG)
     if config is None or applied.inductor is not None:
         return
     applied.inductor = bool(config.deterministic)
@@ -183,7 +183,7 @@ def undo(applied: Applied, sources: Sequence[Source]) -> None:
             os.environ[name] = value
     if applied.flags is not None:
         set_flags(applied.flags)
-    config = sys.modules.get(INDUCTOR_CONFIG)
+    config: Any = sys.modules.get(INDUCTOR_CONFIG)
     if applied.inductor is not None and config is not None:
         config.deterministic = applied.inductor
     by_name = {s.name: s for s in sources}
