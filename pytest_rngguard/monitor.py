@@ -20,6 +20,7 @@ from .origins import (
     Origin,
     Tracer,
     build_origin,
+    called_by_plugin,
     caller_frame,
     origin_from_traceback,
 )
@@ -27,8 +28,6 @@ from .snapshot import Change
 from .sources import ADVANCED, CHANGED, Difference, Seeder, Source
 from .sources.base import library_of
 from .sources.torch_cuda import QUEUED
-
-_OWN_PACKAGE = __name__.rpartition(".")[0]
 
 #: Reseeders whose calls a ``deterministic`` test undoes, so its own seeds win.
 HOLD_AGAINST = ("pytest_randomly", "pytest_randomly.*")
@@ -278,7 +277,8 @@ class Monitor:
         if not self.active:
             return original(*args, **kwargs)
         frame = sys._getframe(2)  # the wrapper's caller
-        if str(frame.f_globals.get("__name__", "")).startswith(_OWN_PACKAGE):
+        library = library_of(source.module)
+        if called_by_plugin(frame, library):
             return original(*args, **kwargs)  # our own seeding and restoring
         detail = None
         if seeder.detail is not None:
@@ -288,10 +288,8 @@ class Monitor:
                 return original(*args, **kwargs)
             if detail is None:
                 return original(*args, **kwargs)
-        caller = caller_frame(frame, library_of(source.module))
+        caller = caller_frame(frame, library)
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
-        if module.startswith(_OWN_PACKAGE):
-            return original(*args, **kwargs)  # through the library (os.environ.update)
         if caller is not None and self._ignore(module):
             return self._ignored_call(original, args, kwargs, source, module)
         result = original(*args, **kwargs)

@@ -102,15 +102,31 @@ def _in(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
+#: Standard-library plumbing between a caller and the library it calls: the mixin methods of
+#: the collection ABCs (``os.environ.update`` and ``setdefault`` run there).
+_PLUMBING = ("_collections_abc", "collections.abc")  # it sets its own __name__
+
+
 def caller_frame(frame: FrameType | None, library: str) -> FrameType | None:
-    """The innermost frame, walking out from ``frame``, that is outside ``library`` and
-    outside this plugin: the code that called into the RNG library."""
+    """The innermost frame, walking out from ``frame``, that is outside ``library``, this
+    plugin and the standard library's plumbing: the code that called into the RNG library."""
     while frame is not None:
         module = _module_of(frame)
-        if not (_in(module, library) or _in(module, _OWN_PACKAGE)):
+        if not (_in(module, library) or _in(module, _OWN_PACKAGE) or module in _PLUMBING):
             return frame
         frame = frame.f_back
     return None
+
+
+def called_by_plugin(frame: FrameType | None, library: str) -> bool:
+    """Whether the first frame outside ``library`` and the plumbing, walking out from
+    ``frame``, is this plugin's: its own seeding and restoring, never a user's call."""
+    while frame is not None:
+        module = _module_of(frame)
+        if not (_in(module, library) or module in _PLUMBING):
+            return _in(module, _OWN_PACKAGE)
+        frame = frame.f_back
+    return False
 
 
 def build_origin(frame: FrameType, shorten: Callable[[str], str]) -> Origin:

@@ -475,3 +475,26 @@ def test_a_flag_set_by_assignment_is_not_blamed_on_the_call_that_set_another(
     assert origins["deterministic_algorithms"]["line"] == 4
     cudnn = origins["cudnn.deterministic"]
     assert cudnn is None or cudnn["line"] == 5
+
+
+def test_blames_os_environ_update_and_setdefault_on_the_callers_line(
+    pytester: pytest.Pytester,
+) -> None:
+    # Both run in the collection ABCs' mixin methods, between the caller and os.putenv.
+    pytester.makepyfile(
+        test_env="""
+        import os
+
+        def test_update():
+            os.environ.update({"CUBLAS_WORKSPACE_CONFIG": ":16:8"})
+
+        def test_setdefault():
+            os.environ.setdefault("CUDA_LAUNCH_BLOCKING", "1")
+        """
+    )
+    _, report = run_with_report(pytester)
+    origins = {
+        leak["nodeid"].partition("::")[2]: (leak["origin"]["file"], leak["origin"]["line"])
+        for leak in report["leaks"]
+    }
+    assert origins == {"test_update": ("test_env.py", 4), "test_setdefault": ("test_env.py", 7)}
