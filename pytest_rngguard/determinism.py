@@ -13,7 +13,7 @@ from typing import Any
 from .origins import ImportWatcher
 from .sources import Source, build_sources
 from .sources.base import library_of
-from .sources.torch_flags import INDUCTOR_CONFIG, TorchFlags, set_flags
+from .sources.torch_flags import INDUCTOR_CONFIG, TorchFlags, current_flags, set_flags
 
 #: What every deterministic test gets, after the vLLM reproducibility recipe.
 RECIPE_ENV = (
@@ -125,14 +125,7 @@ def apply(
 def _set_flags(applied: Applied) -> None:
     if not applied.recipe.torch_flags:
         return
-    import torch
-
-    applied.flags = TorchFlags(
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        bool(torch.backends.cudnn.deterministic),
-        bool(torch.backends.cudnn.benchmark),
-    )
+    applied.flags = current_flags()
     _set_inductor(applied)
     set_flags(TorchFlags(True, applied.recipe.warn_only, True, False))
 

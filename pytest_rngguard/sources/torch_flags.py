@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -54,6 +55,7 @@ def _public_getters() -> tuple[Callable[[], bool], ...]:
     )
 
 
+@functools.cache
 def _getters() -> tuple[Callable[[], bool], ...]:
     """The C getters behind the public API (a tenth of the cost), where they agree with it."""
     import torch
@@ -76,6 +78,11 @@ def _getters() -> tuple[Callable[[], bool], ...]:
     return public
 
 
+def current_flags() -> TorchFlags:
+    """The flags now; torch must be loaded."""
+    return TorchFlags(*[get() for get in _getters()])
+
+
 class TorchFlagsSource(ModuleSource):
     name = "torch.flags"
     module = "torch.backends.cudnn"
@@ -84,13 +91,8 @@ class TorchFlagsSource(ModuleSource):
     def available(self) -> bool:
         return "torch" in sys.modules and self.module in sys.modules
 
-    _getters: tuple[Callable[[], bool], ...] | None = None
-
     def capture(self) -> TorchFlags:
-        getters = self._getters
-        if getters is None:
-            getters = self._getters = _getters()
-        return TorchFlags(*[get() for get in getters])
+        return current_flags()
 
     def restore(self, state: TorchFlags) -> None:
         if self.capture() != state:
