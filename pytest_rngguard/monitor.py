@@ -24,7 +24,7 @@ from .origins import (
     caller_frame,
     origin_from_traceback,
 )
-from .snapshot import Change
+from .snapshots import Change
 from .sources import ADVANCED, CHANGED, Difference, Seeder, Source
 from .sources.base import library_of
 from .sources.torch_cuda import QUEUED

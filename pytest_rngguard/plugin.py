@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shlex
 import sys
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,33 +14,19 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from ._version import __version__
-from .determinism import Applied, Recipe, apply, check_arguments, derive_seed, undo
 from .errors import RNGLeakWarning
-from .monitor import Monitor
-from .origins import IgnoreRules, PathShortener
-from .report import (
-    REPORT_VERSION,
-    Leak,
-    github_annotations,
-    render_change,
-    render_summary,
-    render_test,
-    write_json_atomically,
-)
-from .reproducibility import (
-    Recorder,
-    RepeatOutcome,
-    Rngguard,
-    compare_fingerprint,
-    compare_runs,
-    fingerprint,
-    fingerprint_file,
-    load_fingerprints,
-    version_note,
-)
 from .settings import Settings, add_options, resolve
-from .snapshot import Change
-from .sources import build_sources, known_names
+
+if TYPE_CHECKING:
+    from .determinism import Applied, Recipe
+    from .monitor import Monitor
+    from .report import Leak
+    from .reproducibility import Recorder, Rngguard
+    from .snapshots import Change
+
+# Only the option and hook definitions load with this module; the guard's modules load in
+# ``pytest_configure``, and the marker's, the report's and the reproducibility gate's when
+# first needed, so ``-p no:rngguard``-like sessions and ``--help`` stay cheap.
 
 MARKERS = (
     "allow_rng_leak(*sources, reason=None): leaks of these sources (all if none named) in "
@@ -53,46 +37,67 @@ MARKERS = (
 _DETERMINISTIC_KEYWORDS = frozenset({"seed", "env", "torch_flags", "warn_only", "repeat"})
 
 
-@dataclasses.dataclass
 class ItemRun:
     """What the guard knows about the test that is running."""
 
-    nodeid: str
-    start: dict[str, Any]
-    phase: str = "setup"
-    fixtures: list[str] = dataclasses.field(default_factory=list)
-    leaks: list[Leak] = dataclasses.field(default_factory=list)
-    allowed: frozenset[str] | None = frozenset()  # None: every source
-    masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
-    applied: Applied | None = None
-    seed: int | None = None
-    hypothesis_seed: tuple[Any, Any] | None = None
-    recorder: Recorder = dataclasses.field(default_factory=Recorder)
-    #: A bad marker argument, raised by ``MarkerCheck`` inside every plugin's setup wrapper.
-    marker_error: BaseException | None = None
+    __slots__ = (
+        "_recorder", "allowed", "applied", "called", "fixtures", "hypothesis_seed", "leaks",
+        "marker_error", "masked", "nodeid", "phase", "seed", "start",
+    )
+
+    def __init__(self, nodeid: str, start: dict[str, Any]) -> None:
+        self.nodeid = nodeid
+        self.start = start
+        self.phase = "setup"
+        self.fixtures: list[str] = []
+        self.leaks: list[Leak] = []
+        self.allowed: frozenset[str] | None = frozenset()  # None: every source
+        self.masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
+        self.applied: Applied | None = None
+        self.seed: int | None = None
+        self.hypothesis_seed: tuple[Any, Any] | None = None
+        self.called = False
+        self._recorder: Recorder | None = None
+        #: A bad marker argument, raised by ``MarkerCheck`` inside every plugin's setup wrapper.
+        self.marker_error: BaseException | None = None
+
+    @property
+    def recorder(self) -> Recorder:
+        """What the test recorded: made on first use, since most tests record nothing."""
+        if self._recorder is None:
+            from .reproducibility import Recorder
+
+            self._recorder = Recorder()
+        return self._recorder
 
 
-@dataclasses.dataclass
 class Guard:
     """Session state, kept in ``config.stash``."""
 
-    settings: Settings
-    monitor: Monitor
-    rootdir: str
-    current: ItemRun | None = None
-    collecting: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
-    collection_leaks: list[Leak] = dataclasses.field(default_factory=list)
-    leaks: list[Leak] = dataclasses.field(default_factory=list)
-    not_reproducible: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    tests: int = 0
-    #: The monitor's baseline is the state right after the last test: no need to capture.
-    settled: bool = False
-    header_sources: tuple[str, ...] = ()
-    deterministic_ran: bool = False
-    #: Fingerprints of this session's passing deterministic tests, by node id.
-    fingerprints: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    #: The fingerprint file's content when comparing with it (None: writing or not used).
-    stored: dict[str, Any] | None = None
+    __slots__ = (
+        "collecting", "collection_leaks", "current", "deterministic_ran", "fingerprints",
+        "header_sources", "leaks", "monitor", "not_reproducible", "rootdir", "settings",
+        "settled", "stored", "tests",
+    )
+
+    def __init__(self, settings: Settings, monitor: Monitor, rootdir: str) -> None:
+        self.settings = settings
+        self.monitor = monitor
+        self.rootdir = rootdir
+        self.current: ItemRun | None = None
+        self.collecting: list[tuple[str, dict[str, Any]]] = []
+        self.collection_leaks: list[Leak] = []
+        self.leaks: list[Leak] = []
+        self.not_reproducible: list[dict[str, Any]] = []
+        self.tests = 0
+        #: The monitor's baseline is the state right after the last test: no need to capture.
+        self.settled = False
+        self.header_sources: tuple[str, ...] = ()
+        self.deterministic_ran = False
+        #: Fingerprints of this session's passing deterministic tests, by node id.
+        self.fingerprints: dict[str, dict[str, Any]] = {}
+        #: The fingerprint file's content when comparing with it (None: writing or not used).
+        self.stored: dict[str, Any] | None = None
 
     @property
     def watching(self) -> bool:
@@ -102,7 +107,7 @@ class Guard:
 guard_key = pytest.StashKey[Guard]()
 run_key = pytest.StashKey[ItemRun]()
 #: Earlier runs of a repeated deterministic test: (outcome, recorder) of each.
-repeats_key = pytest.StashKey[list[tuple[str, Recorder]]]()
+repeats_key = pytest.StashKey["list[tuple[str, Recorder]]"]()
 #: Set while an earlier, unlogged run of a repeated test is going on.
 silent_key = pytest.StashKey[bool]()
 
@@ -118,6 +123,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    from .monitor import Monitor
+    from .origins import IgnoreRules, PathShortener
+    from .sources import build_sources
+
     settings = resolve(config)
     sources = build_sources(settings.env_watched, settings.sources)
     monitor = Monitor(
@@ -129,6 +138,8 @@ def pytest_configure(config: pytest.Config) -> None:
     guard = Guard(settings, monitor, str(config.rootpath))
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
     if settings.fingerprints and not settings.fingerprints_update:
+        from .reproducibility import load_fingerprints
+
         try:
             guard.stored = load_fingerprints(settings.fingerprints)
         except (OSError, ValueError) as exc:
@@ -192,6 +203,8 @@ def _collection_leaks(
 ) -> list[Leak]:
     leaks = _flag(guard, changes, nodeid, "collection", None, frozenset(), frozenset())
     if leaks:
+        from .report import render_test
+
         guard.collection_leaks.extend(leaks)
         if guard.settings.mode == "warn":
             collector.warn(RNGLeakWarning(render_test(nodeid, leaks)))
@@ -210,6 +223,8 @@ def _flag(
     """The changes that are leaks: flagged, not allowed by a marker, not the marker's own."""
     if not changes:
         return []
+    from .report import Leak
+
     strict = guard.settings.strict
     restored = guard.settings.restore != "none"
     return [
@@ -236,7 +251,6 @@ def _collect(guard: Guard, run: ItemRun, changes: list[Change]) -> None:
 
 def _allowed(item: pytest.Item) -> frozenset[str] | None:
     names: set[str] = set()
-    known = set(known_names())
     for marker in item.iter_markers("allow_rng_leak"):
         extra = set(marker.kwargs) - {"reason"}
         if extra:
@@ -247,6 +261,9 @@ def _allowed(item: pytest.Item) -> frozenset[str] | None:
             )
         if not marker.args:
             return None
+        from .sources import known_names
+
+        known = set(known_names())
         for name in marker.args:
             if not isinstance(name, str) or name not in known:
                 pytest.fail(
@@ -270,6 +287,8 @@ def _recipe(item: pytest.Item, guard: Guard) -> tuple[Recipe, int] | None:
             f"kwargs={sorted(marker.kwargs)!r}",
             pytrace=False,
         )
+    from .determinism import Recipe, check_arguments, derive_seed
+
     seed = marker.args[0] if marker.args else marker.kwargs.get("seed")
     try:
         checked_seed, env = check_arguments(
@@ -297,6 +316,8 @@ def _recipe(item: pytest.Item, guard: Guard) -> tuple[Recipe, int] | None:
 
 
 def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
+    from .determinism import apply
+
     monitor = guard.monitor
 
     def hold(_: tuple[str, ...] = ()) -> None:
@@ -330,6 +351,8 @@ def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
         else:
             function._hypothesis_internal_use_seed = previous
     if run.applied is not None:
+        from .determinism import undo
+
         undo(run.applied, guard.monitor.sources)
         guard.monitor.held = frozenset()
 
@@ -404,7 +427,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if guard is None or run is None:
         return (yield)
     run.phase = "call"
-    run.recorder.called = True
+    run.called = True
     try:
         return (yield)
     finally:
@@ -453,6 +476,8 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
     guard.settled = run.applied is None
     _show_errors(item, guard)
     if run.leaks and not item.stash.get(silent_key, False):
+        from .report import render_test
+
         for leak in run.leaks:
             item.user_properties.append(("rngguard_leak", _one_line(leak)))
         if guard.settings.mode == "warn":
@@ -460,6 +485,8 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
 
 
 def _one_line(leak: Leak) -> str:
+    from .report import render_change
+
     return f"{leak.phase}: " + " ".join(render_change(leak, stack=False)[0].split())
 
 
@@ -499,6 +526,8 @@ def _check_reproducible(
     file; a difference fails the test as not reproducible."""
     if item.stash.get(silent_key, False):
         return
+    from .reproducibility import RepeatOutcome, compare_fingerprint, fingerprint, version_note
+
     earlier = item.stash.get(repeats_key, [])
     runs = len(earlier) + 1
     problem = None
@@ -532,6 +561,8 @@ def _check_reproducible(
 def _difference(
     first: tuple[str, Recorder], other: tuple[str, Recorder], number: int
 ) -> str | None:
+    from .reproducibility import compare_runs
+
     if first[0] != other[0]:
         return f"run {number} {other[0]} but run 1 {first[0]}"
     return compare_runs(first[1], other[1], number)
@@ -542,12 +573,14 @@ def _fail_report(report: pytest.TestReport, run: ItemRun, when: str) -> None:
         leaks = [leak for leak in run.leaks if leak.phase in ("setup", "call")]
     elif when == "teardown":
         leaks = [leak for leak in run.leaks if leak.phase == "teardown"]
-        if not run.recorder.called:
+        if not run.called:
             leaks = run.leaks  # the call never ran: report setup leaks here
     else:
         return
     if not leaks:
         return
+    from .report import render_test
+
     text = render_test(run.nodeid, leaks)
     if report.passed:
         report.outcome = "failed"
@@ -557,6 +590,8 @@ def _fail_report(report: pytest.TestReport, run: ItemRun, when: str) -> None:
 
 
 def _reproduce(item: pytest.Item, guard: Guard, seed: int) -> str:
+    import shlex
+
     args = [sys.executable, "-m", "pytest", item.nodeid, f"--rngguard-seed={guard.settings.seed}"]
     runs = len(item.stash.get(repeats_key, [])) + 1
     if runs > 1:  # a repeat-gate failure shows up again only when repeated
@@ -589,6 +624,8 @@ class Gatherer:
 def _gather(guard: Guard, report: pytest.TestReport) -> None:
     leaks = getattr(report, "rngguard_leaks", None)
     if leaks:
+        from .report import Leak
+
         guard.leaks.extend(Leak.from_json(data) for data in leaks)
     problem = getattr(report, "rngguard_not_reproducible", None)
     if problem:
@@ -623,6 +660,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     runs = _repeats(item, guard)
     if runs == 1:
         return None
+    from .reproducibility import Recorder
+
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     earlier: list[tuple[str, Recorder]] = []
     item.stash[silent_key] = True
@@ -660,6 +699,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for line in lines:
             terminalreporter.write_line(line)
     if os.environ.get("GITHUB_ACTIONS") == "true":
+        from .report import github_annotations
+
         for line in github_annotations(
             _all_leaks(guard), guard.settings.mode, guard.not_reproducible
         ):
@@ -674,6 +715,8 @@ def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
     lines = []
     leaks = _all_leaks(guard)
     if leaks:
+        from .report import render_summary
+
         tests = len({leak.nodeid for leak in leaks})
         lines.append(
             f"{len(leaks)} leak{'s' if len(leaks) != 1 else ''} of global random state in "
@@ -683,6 +726,8 @@ def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
     for problem in guard.not_reproducible:
         lines.append(f"not reproducible: {problem['nodeid']}: {problem['detail']}")
     if guard.stored is not None:
+        from .reproducibility import version_note
+
         note = version_note(guard.stored)
         if note:
             lines.append(f"fingerprints: {note}")
@@ -729,6 +774,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings = guard.settings
     if settings.mode == "fail" and guard.collection_leaks and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    from .report import write_json_atomically
+
     if settings.report:
         write_json_atomically(settings.report, _report(guard))
     if (
@@ -736,10 +783,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         and guard.fingerprints
         and (guard.stored is None or settings.fingerprints_update)
     ):
+        from .reproducibility import fingerprint_file
+
         write_json_atomically(settings.fingerprints, fingerprint_file(guard.fingerprints))
 
 
 def _report(guard: Guard) -> dict[str, Any]:
+    from .report import REPORT_VERSION
+
     s = guard.settings
     return {
         "version": REPORT_VERSION,
@@ -761,6 +812,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     guard = _guard(node.config)
     if guard is None:
         return
+    from .report import Leak
+
     seen = {json.dumps(leak.to_json(), sort_keys=True) for leak in guard.collection_leaks}
     for data in getattr(node, "workeroutput", {}).get("rngguard_collection_leaks", []):
         key = json.dumps(data, sort_keys=True)
@@ -779,6 +832,8 @@ def rngguard_seed(request: pytest.FixtureRequest) -> int:
     run: ItemRun | None = request.node.stash.get(run_key, None)
     if run is not None and run.seed is not None:
         return run.seed
+    from .determinism import derive_seed
+
     base = guard.settings.seed if guard is not None else 0
     return derive_seed(base, request.node.nodeid)
 
@@ -787,6 +842,8 @@ def rngguard_seed(request: pytest.FixtureRequest) -> int:
 def rngguard(request: pytest.FixtureRequest) -> Rngguard:
     """Helper for the current test: ``snapshot()``, ``record(name, value)``,
     ``assert_no_leak(fn, *args, **kwargs)``."""
+    from .reproducibility import Recorder, Rngguard
+
     run = request.node.stash.get(run_key, None)
     recorder = run.recorder if run is not None else Recorder()
     return Rngguard(recorder)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .origins import Origin
-from .snapshot import Change
+from .snapshots import Change
 from .sources import CHANGED, REPLACED, RESEEDED
 
 REPORT_VERSION = 1

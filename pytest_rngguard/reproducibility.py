@@ -254,13 +254,13 @@ class Rngguard:
         self._recorder.record(name, value)
 
     def snapshot(self) -> Any:
-        from .guard import snapshot
+        from .guards import snapshot
 
         return snapshot()
 
     def assert_no_leak(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``fn`` and raise RNGLeakError if it changed global random state."""
-        from .guard import guard
+        from .guards import guard
 
         with guard(label=getattr(fn, "__qualname__", repr(fn))):
             return fn(*args, **kwargs)

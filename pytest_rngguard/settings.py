@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -17,8 +17,7 @@ RESTORE = ("leaked", "all", "none")
 DEFAULT_IGNORE = ("pytest_randomly", "pytest_randomly.*", "hypothesis", "hypothesis.*")
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One setting: its CLI flag (or None), ini key (or None), ini type, default and help."""
 
     dest: str

@@ -434,3 +434,32 @@ def test_the_public_api_is_what_the_spec_names() -> None:
     }
     assert issubclass(pytest_rngguard.RNGLeakWarning, pytest.PytestWarning)
     assert issubclass(RNGLeakError, AssertionError)
+
+
+def test_every_public_name_is_the_api_even_after_every_module_is_loaded() -> None:
+    # The names load lazily; a submodule of the same name must never shadow one.
+    for module in ("determinism", "guards", "monitor", "plugin", "report", "reproducibility",
+                   "settings", "snapshots", "sources"):
+        importlib.import_module(f"pytest_rngguard.{module}")
+    for name in pytest_rngguard.__all__:
+        value = getattr(pytest_rngguard, name)
+        assert not isinstance(value, type(pytest_rngguard)), name
+    assert pytest_rngguard.snapshot is pytest_rngguard.guards.snapshot
+    assert pytest_rngguard.guard is pytest_rngguard.guards.guard
+    assert set(pytest_rngguard.__all__) <= set(dir(pytest_rngguard))
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        pytest_rngguard.nothing_here  # noqa: B018
+
+
+def test_importing_the_plugin_loads_no_heavy_library_and_no_optional_part() -> None:
+    code = (
+        "import sys, pytest_rngguard.plugin; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'numpy', 'torch', 'tensorflow', 'cupy', 'hypothesis'} or m in "
+        "{'pytest_rngguard.determinism', 'pytest_rngguard.reproducibility', "
+        "'pytest_rngguard.report', 'pytest_rngguard.monitor'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ from .monitor import Monitor
 from .origins import IgnoreRules, PathShortener
 from .report import Leak, render_test
 from .settings import DEFAULT_IGNORE
-from .snapshot import Snapshot
+from .snapshots import Snapshot
 from .sources import Source, build_sources
 from .sources.env import DEFAULT_VARIABLES
 
