@@ -516,6 +516,13 @@ def pytest_runtest_makereport(
             _check_reproducible(item, guard, run, report)
         if report.failed:
             report.sections.append(("rngguard", _reproduce(item, guard, run.seed)))
+    if when == "teardown" and not item.stash.get(silent_key, False):
+        # The test is over: its run (states, leaks, records) would otherwise live as long
+        # as the item, which is the whole session.  An earlier run of a repeated test is
+        # still read by ``pytest_runtest_protocol``.
+        del item.stash[run_key]
+        if repeats_key in item.stash:
+            del item.stash[repeats_key]
     return report
 
 

@@ -498,3 +498,37 @@ def test_blames_os_environ_update_and_setdefault_on_the_callers_line(
         for leak in report["leaks"]
     }
     assert origins == {"test_update": ("test_env.py", 4), "test_setdefault": ("test_env.py", 7)}
+
+
+def test_keeps_nothing_of_a_finished_test_on_its_item(pytester: pytest.Pytester) -> None:
+    # A 50,000-test session would otherwise hold 50,000 runs (states, leaks, records).
+    pytester.makeconftest(
+        """
+        from pytest_rngguard.plugin import repeats_key, run_key
+
+        def pytest_sessionfinish(session):
+            kept = [item.nodeid for item in session.items
+                    if run_key in item.stash or repeats_key in item.stash]
+            print(f"kept by items: {kept}")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import random
+        import pytest
+
+        def test_leaks():
+            random.seed(1)
+
+        @pytest.mark.deterministic(repeat=2)
+        def test_repeated(rngguard):
+            rngguard.record("x", random.random())
+
+        def test_plain():
+            pass
+        """
+    )
+    result = run(pytester, "-s")
+    result.assert_outcomes(passed=3, warnings=1)
+    assert "kept by items: []" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*1 leak of global random state*"])
