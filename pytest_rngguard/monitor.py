@@ -276,18 +276,20 @@ class Monitor:
     ) -> Any:
         if not self.active:
             return original(*args, **kwargs)
-        frame = sys._getframe(2)  # the wrapper's caller
-        library = library_of(source.module)
-        if called_by_plugin(frame, library):
-            return original(*args, **kwargs)  # our own seeding and restoring
         detail = None
         if seeder.detail is not None:
+            # First, as it is cheap: pytest's own PYTEST_CURRENT_TEST is set several times a
+            # test and is not watched.
             try:
                 detail = seeder.detail(*args, **kwargs)
             except Exception:  # bad arguments: let the real call raise its own error
                 return original(*args, **kwargs)
             if detail is None:
                 return original(*args, **kwargs)
+        frame = sys._getframe(2)  # the wrapper's caller
+        library = library_of(source.module)
+        if called_by_plugin(frame, library):
+            return original(*args, **kwargs)  # our own seeding and restoring
         caller = caller_frame(frame, library)
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
         if caller is not None and self._ignore(module):

@@ -221,21 +221,23 @@ def _flag(
     masked: frozenset[tuple[str, str]],
 ) -> list[Leak]:
     """The changes that are leaks: flagged, not allowed by a marker, not the marker's own."""
-    if not changes:
+    if allowed is None:
         return []
-    from .report import Leak
-
     strict = guard.settings.strict
-    restored = guard.settings.restore != "none"
-    return [
-        Leak(nodeid, phase, fixture, change, restored)
+    flagged = [
+        change
         for change in changes
         if change.flagged(strict)
-        and allowed is not None
         and change.source not in allowed
         and (change.source, "") not in masked
         and (change.source, change.detail) not in masked
     ]
+    if not flagged:
+        return []
+    from .report import Leak
+
+    restored = guard.settings.restore != "none"
+    return [Leak(nodeid, phase, fixture, change, restored) for change in flagged]
 
 
 # -- running tests ---------------------------------------------------------------------------
@@ -408,7 +410,7 @@ def pytest_fixture_setup(
 ) -> Generator[None, Any, Any]:
     guard = _guard(request.config)
     run = guard.current if guard is not None else None
-    if guard is None or run is None or not guard.watching:
+    if guard is None or run is None or not guard.watching or _is_direct_param(fixturedef):
         return (yield)
     monitor = guard.monitor
     _collect(guard, run, monitor.checkpoint())
@@ -418,6 +420,16 @@ def pytest_fixture_setup(
     finally:
         _collect(guard, run, monitor.checkpoint())
         run.fixtures.pop()
+
+
+def _is_direct_param(fixturedef: pytest.FixtureDef[Any]) -> bool:
+    """Whether the fixture is pytest's stand-in for a ``parametrize`` argument: it only
+    returns ``request.param`` and runs no user code, so there is nothing to check around it."""
+    func = fixturedef.func
+    return (
+        getattr(func, "__name__", None) == "get_direct_param_fixture_func"
+        and getattr(func, "__module__", "").startswith("_pytest.")
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

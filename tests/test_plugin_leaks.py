@@ -532,3 +532,52 @@ def test_keeps_nothing_of_a_finished_test_on_its_item(pytester: pytest.Pytester)
     result.assert_outcomes(passed=3, warnings=1)
     assert "kept by items: []" in result.stdout.str()
     result.stdout.fnmatch_lines(["*1 leak of global random state*"])
+
+
+def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
+    pytester: pytest.Pytester,
+) -> None:
+    # No check runs around it (it runs no user code); a real fixture is still checked.
+    from pytest_rngguard.plugin import _is_direct_param
+
+    items = pytester.getitems(
+        """
+        import pytest
+
+        @pytest.fixture(params=[1, 2])
+        def indirect(request):
+            return request.param
+
+        @pytest.mark.parametrize("i", [1])
+        def test_one(i, indirect):
+            pass
+        """
+    )
+    definitions = items[0]._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    assert _is_direct_param(definitions["i"][-1])
+    assert not _is_direct_param(definitions["indirect"][-1])
+
+
+def test_blames_the_fixture_of_a_parametrized_test_not_its_argument(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import random
+        import pytest
+
+        @pytest.fixture
+        def reseeds():
+            random.seed(3)
+
+        @pytest.mark.parametrize("i", [1, 2])
+        def test_draws(reseeds, i):
+            pass
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=2, warnings=2)
+    assert [(leak["phase"], leak["fixture"]) for leak in report["leaks"]] == [
+        ("setup", "reseeds"),
+        ("setup", "reseeds"),
+    ]

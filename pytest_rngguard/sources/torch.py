@@ -185,7 +185,7 @@ class TorchSource(ModuleSource):
         if self._generator is None:
             self._prepare()
         if len(state) == _ENGINE_BYTES and self._view is not None:
-            self._view[:] = state
+            self._view.raw = state  # one memcpy; slice assignment copies byte by byte
             return
         import torch
 
