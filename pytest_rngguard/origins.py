@@ -118,13 +118,22 @@ def caller_frame(frame: FrameType | None, library: str) -> FrameType | None:
     return None
 
 
+#: The plugin's own frames between a caller and a wrapped seeder: an intercepted call made
+#: inside another one (``torch.manual_seed`` seeding ``torch.cuda``) passes through them.
+_PASS_THROUGH = frozenset({"wrapper", "_intercepted", "_ignored_call"})
+
+
 def called_by_plugin(frame: FrameType | None, library: str) -> bool:
-    """Whether the first frame outside ``library`` and the plumbing, walking out from
-    ``frame``, is this plugin's: its own seeding and restoring, never a user's call."""
+    """Whether the first frame outside ``library``, the plumbing and the interception's own
+    wrappers, walking out from ``frame``, is this plugin's: its own seeding and restoring,
+    never a user's call."""
     while frame is not None:
         module = _module_of(frame)
         if not (_in(module, library) or module in _PLUMBING):
-            return _in(module, _OWN_PACKAGE)
+            if not _in(module, _OWN_PACKAGE):
+                return False
+            if frame.f_code.co_name not in _PASS_THROUGH:
+                return True
         frame = frame.f_back
     return False
 

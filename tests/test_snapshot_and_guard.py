@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from pytest_rngguard import (
     Change,
     Difference,
     RNGLeakError,
+    Seeder,
     Snapshot,
     guard,
     isolated,
@@ -463,3 +465,63 @@ def test_importing_the_plugin_loads_no_heavy_library_and_no_optional_part() -> N
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+NESTED_LIBRARY = "rngguard_nested_rng_library"
+
+
+class NestedLibrarySource(ModuleSource):
+    """One of two generators of a library whose ``seed_all`` seeds the other through its
+    public ``seed_inner``, as ``torch.manual_seed`` seeds ``torch.cuda``."""
+
+    module = NESTED_LIBRARY
+
+    def __init__(self, name: str, target: str) -> None:
+        self.name = name
+        self._target = target
+
+    def capture(self) -> Any:
+        return sys.modules[NESTED_LIBRARY].STATE[self.name]
+
+    def restore(self, state: Any) -> None:
+        sys.modules[NESTED_LIBRARY].STATE[self.name] = state
+
+    def seed(self, seed: int) -> None:
+        self.restore(seed)
+
+    def classify(self, before: Any, after: Any) -> list[Difference]:
+        return [Difference(RESEEDED)]
+
+    def seeders(self) -> Sequence[Seeder]:
+        return (Seeder(NESTED_LIBRARY, self._target, RESEEDED),)
+
+
+@pytest.mark.usefixtures("no_registered_sources")
+def test_a_seeder_called_inside_another_seeder_is_blamed_on_the_users_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    library = types.ModuleType(NESTED_LIBRARY)
+    exec(  # the library's own code, with its own module name in its frames
+        textwrap.dedent(
+            """
+            STATE = {"nested.outer": 0, "nested.inner": 0}
+
+            def seed_inner(value):
+                STATE["nested.inner"] = value
+
+            def seed_all(value):
+                STATE["nested.outer"] = value
+                seed_inner(value)  # through the module: the wrapped function
+            """
+        ),
+        library.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, NESTED_LIBRARY, library)
+    register_source(NestedLibrarySource("nested.outer", "seed_all"))
+    register_source(NestedLibrarySource("nested.inner", "seed_inner"))
+    line = sys._getframe().f_lineno + 2
+    with pytest.raises(RNGLeakError) as raised, guard():
+        library.seed_all(7)
+    message = str(raised.value)
+    assert "nested.outer reseeded during call at " in message
+    assert message.count(f"test_snapshot_and_guard.py:{line} in ") == 2, message
