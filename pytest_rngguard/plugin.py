@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # Only the option and hook definitions load with this module; the guard's modules load in
 # ``pytest_configure``, and the marker's, the report's and the reproducibility gate's when
-# first needed, so ``-p no:rngguard``-like sessions and ``--help`` stay cheap.
+# first needed, so a session pays only for the parts it uses.
 
 MARKERS = (
     "allow_rng_leak(*sources, reason=None): leaks of these sources (all if none named) in "

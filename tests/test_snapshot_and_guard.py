@@ -77,6 +77,12 @@ def seed_numpy_like_a_library() -> None:
 SEED_LINE = seed_numpy_like_a_library.__code__.co_firstlineno + 1
 
 
+def printed_by_a_fresh_interpreter(code: str) -> str:
+    """What ``code`` prints in a new Python process, where nothing is imported yet."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
 # -- snapshot() ------------------------------------------------------------------------------
 
 
@@ -172,10 +178,7 @@ def test_snapshot_never_imports_a_library_the_user_did_not() -> None:
         print(sorted(taken), sorted(loaded))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "['env', 'random'] []"
+    assert printed_by_a_fresh_interpreter(code) == "['env', 'random'] []"
 
 
 # -- guard() ---------------------------------------------------------------------------------
@@ -453,6 +456,15 @@ def test_every_public_name_is_the_api_even_after_every_module_is_loaded() -> Non
         pytest_rngguard.nothing_here  # noqa: B018
 
 
+def test_the_sources_submodule_is_an_attribute_of_a_freshly_imported_package() -> None:
+    code = (
+        "import pytest_rngguard; "
+        "print(pytest_rngguard.sources.Source is pytest_rngguard.Source, "
+        "'sources' in dir(pytest_rngguard))"
+    )
+    assert printed_by_a_fresh_interpreter(code) == "True True"
+
+
 def test_importing_the_plugin_loads_no_heavy_library_and_no_optional_part() -> None:
     code = (
         "import sys, pytest_rngguard.plugin; "
@@ -461,10 +473,7 @@ def test_importing_the_plugin_loads_no_heavy_library_and_no_optional_part() -> N
         "{'pytest_rngguard.determinism', 'pytest_rngguard.reproducibility', "
         "'pytest_rngguard.report', 'pytest_rngguard.monitor'}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    assert printed_by_a_fresh_interpreter(code) == "[]"
 
 
 NESTED_LIBRARY = "rngguard_nested_rng_library"
