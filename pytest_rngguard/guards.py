@@ -52,6 +52,7 @@ def guard(
         _sources(None),
         ignore=IgnoreRules(DEFAULT_IGNORE),
         shorten=PathShortener(os.getcwd()),
+        keep_advanced=strict,
     )
     monitor.start()
     monitor.active = True

@@ -26,7 +26,7 @@ from .origins import (
 )
 from .snapshots import Change
 from .sources import ADVANCED, CHANGED, Difference, Seeder, Source
-from .sources.base import library_of
+from .sources.base import Detail, library_of
 from .sources.torch_cuda import QUEUED
 
 #: Reseeders whose calls a ``deterministic`` test undoes, so its own seeds win.
@@ -39,12 +39,12 @@ class Event:
 
     source: str
     kind: str
-    detail: str | tuple[str, ...] | None  # None: every detail of the source
+    detail: Detail  # None: every detail of the source
     origin: Origin | None
     after: Any  # the source's state right after the call; None if unknown
 
 
-def _details(detail: str | tuple[str, ...] | None) -> tuple[str, ...]:
+def _details(detail: Detail) -> tuple[str, ...]:
     if detail is None:
         return ("",)
     return (detail,) if isinstance(detail, str) else detail
@@ -58,8 +58,12 @@ class Monitor:
         ignore: Callable[[str], bool],
         shorten: Callable[[str], str],
         trace: bool = False,
+        keep_advanced: bool = True,
     ) -> None:
         self._sources: tuple[Source, ...] = tuple(sources)
+        #: Whether checkpoints return changes that drawing numbers explains (strict mode);
+        #: without it they are dropped before a ``Change`` is built for them.
+        self.keep_advanced = keep_advanced
         self._ignore = ignore
         self._shorten = shorten
         self.baseline: dict[str, Any] = {}
@@ -214,7 +218,8 @@ class Monitor:
         except Exception as exc:
             self.disable(source, "classifying a change", exc)
             return []
-        events = [e for e in self._events if e.source == source.name]
+        name = source.name
+        events = [e for e in self._events if e.source == name] if self._events else []
         if before is None and not differences and events:
             # Loaded during the stretch and set by a call we saw: its state alone cannot
             # tell (a seed followed by draws), the call can.
@@ -223,20 +228,26 @@ class Monitor:
                 differences = [Difference(last.kind, _details(last.detail)[0])]
         changes = []
         for difference in differences:
-            calls = [
-                e for e in events if e.detail is None or difference.detail in _details(e.detail)
-            ]
+            calls = (
+                [e for e in events if e.detail is None or difference.detail in _details(e.detail)]
+                if events
+                else events
+            )
             kind, origin = difference.kind, None
             if calls:
                 last = calls[-1]
                 origin = last.origin
                 if last.kind != CHANGED and self._explains(source, last, after):
                     kind = last.kind
-            elif difference.detail == QUEUED or (source.name == "torch.cuda" and before is None):
+            if kind == ADVANCED and not self.keep_advanced:
+                continue
+            if not calls and (
+                difference.detail == QUEUED or (name == "torch.cuda" and before is None)
+            ):
                 origin = self._queued_origin()
             changes.append(
                 Change(
-                    source.name,
+                    name,
                     kind,
                     difference.detail,
                     difference.description,
@@ -273,19 +284,10 @@ class Monitor:
         kwargs: dict[str, Any],
         source: Source,
         seeder: Seeder,
+        detail: Detail,
     ) -> Any:
         if not self.active:
             return original(*args, **kwargs)
-        detail = None
-        if seeder.detail is not None:
-            # First, as it is cheap: pytest's own PYTEST_CURRENT_TEST is set several times a
-            # test and is not watched.
-            try:
-                detail = seeder.detail(*args, **kwargs)
-            except Exception:  # bad arguments: let the real call raise its own error
-                return original(*args, **kwargs)
-            if detail is None:
-                return original(*args, **kwargs)
         frame = sys._getframe(2)  # the wrapper's caller
         library = library_of(source.module)
         if called_by_plugin(frame, library):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Any
 
-from .sources.base import Seeder, Source, library_of
+from .sources.base import Detail, Seeder, Source, library_of
 
 _OWN_PACKAGE = __name__.rpartition(".")[0]
 #: Frames of these modules end the stack shown under an origin: they are the test runner.
@@ -179,8 +179,11 @@ def origin_from_traceback(lines: Sequence[str], shorten: Callable[[str], str]) -
     return Origin(shorten(path), line, function, "", stack)
 
 
-#: Signature of the monitor's handler: (original, args, kwargs, source, seeder) -> result.
-Handler = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any], Source, Seeder], Any]
+#: The monitor's handler: (original, args, kwargs, source, seeder, detail) -> result, where
+#: ``detail`` is what ``seeder.detail`` said of the call (None for a seeder without one).
+Handler = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], Source, Seeder, Detail], Any
+]
 
 
 def _resolve(module: Any, target: str) -> tuple[Any, str] | None:
@@ -234,10 +237,26 @@ class Interceptor:
 
     def _wrap(self, original: Callable[..., Any], source: Source, seeder: Seeder) -> Any:
         handler = self._handler
+        about = seeder.detail
+        if about is None:
 
-        @functools.wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return handler(original, args, kwargs, source, seeder)
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return handler(original, args, kwargs, source, seeder, None)
+
+        else:
+            # Some wrapped functions are mostly called about something else (``os.putenv``:
+            # pytest sets PYTEST_CURRENT_TEST several times a test), so those calls go
+            # straight through, without the monitor.
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    detail = about(*args, **kwargs)
+                except Exception:  # bad arguments: the real call raises its own error
+                    detail = None
+                if detail is None:
+                    return original(*args, **kwargs)
+                return handler(original, args, kwargs, source, seeder, detail)
 
         if hasattr(original, "__self__"):
             wrapper.__self__ = original.__self__  # type: ignore[attr-defined]

@@ -134,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ignore=IgnoreRules(settings.ignore),
         shorten=PathShortener(config.rootpath),
         trace=settings.trace,
+        keep_advanced=settings.strict,
     )
     guard = Guard(settings, monitor, str(config.rootpath))
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)

@@ -33,6 +33,7 @@ from pytest_rngguard.origins import (
 )
 from pytest_rngguard.settings import DEFAULT_IGNORE
 from pytest_rngguard.sources import CHANGED, RESEEDED, ModuleSource, Seeder, Source
+from pytest_rngguard.sources.base import Detail
 from pytest_rngguard.sources.env import EnvSource
 from pytest_rngguard.sources.numpy import NumpySource
 from pytest_rngguard.sources.python_random import PythonRandomSource
@@ -62,6 +63,7 @@ class Calls:
         kwargs: dict[str, Any],
         source: Source,
         seeder: Seeder,
+        detail: Detail,
     ) -> Any:
         self.seen.append((source.name, seeder.target, args, kwargs))
         return original(*args, **kwargs)

@@ -30,6 +30,14 @@ _MASK = 0xFFFFFFFF
 MAX_BLOCKS = 4096
 
 
+_NATIVE_INT = struct.Struct("i")
+
+
+def native_int(raw: bytes, offset: int = 0) -> int:
+    """The native 32-bit int at ``offset`` (an MT19937 position as C keeps it)."""
+    return int(_NATIVE_INT.unpack_from(raw, offset)[0])
+
+
 class MTState(NamedTuple):
     """The part of an MT19937 generator that draws move: the key block and the position."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 RESEEDED = "reseeded"
 REPLACED = "replaced"
@@ -22,6 +22,13 @@ class Difference(NamedTuple):
     description: str = ""  # human words for the values, e.g. "unset -> '42'"
 
 
+#: The difference of a generator that only drew numbers: the common one, made once.
+DREW = Difference(ADVANCED)
+
+#: What a seeding call is about: one detail, several, or None for every detail of the source.
+Detail: TypeAlias = "str | tuple[str, ...] | None"
+
+
 class Seeder(NamedTuple):
     """A Python-level function that sets a source's state, intercepted to learn who called it.
 
@@ -34,7 +41,7 @@ class Seeder(NamedTuple):
     module: str
     target: str
     kind: str
-    detail: Callable[..., str | tuple[str, ...] | None] | None = None
+    detail: Callable[..., Detail] | None = None
 
 
 class TraceTarget(NamedTuple):

@@ -39,6 +39,9 @@ class EnvSource(ModuleSource):
         encode = getattr(os.environ, "encodekey", None)
         self._keys: tuple[Any, ...] = tuple(self.variables)
         self._data: Any = os.environ
+        # Every spelling ``os.putenv`` may be given a watched name in, to its name.
+        self._names: dict[Any, str] = {name: name for name in self.variables}
+        self._names.update((os.fsencode(name), name) for name in self.variables)
         if isinstance(data, dict) and encode is not None:
             keys = tuple(encode(name) for name in self.variables)
             pairs = zip(keys, self.variables, strict=True)
@@ -70,7 +73,9 @@ class EnvSource(ModuleSource):
         ]
 
     def _detail(self, key: Any, *_: Any) -> str | None:
-        name = os.fsdecode(key) if isinstance(key, bytes) else str(key)
+        if type(key) is str or type(key) is bytes:
+            return self._names.get(key)  # one lookup: this runs on every putenv
+        name = os.fsdecode(key)
         return name if name in self.variables else None
 
     def seeders(self) -> Sequence[Seeder]:

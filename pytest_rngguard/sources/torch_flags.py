@@ -88,20 +88,27 @@ class TorchFlagsSource(ModuleSource):
     module = "torch.backends.cudnn"
     seedable = False
 
+    def __init__(self) -> None:
+        self._getters: tuple[Callable[[], bool], ...] = ()
+
     def available(self) -> bool:
         return "torch" in sys.modules and self.module in sys.modules
 
-    def capture(self) -> TorchFlags:
-        return current_flags()
+    def capture(self) -> tuple[bool, ...]:
+        """The flags as a plain tuple (equal to the ``TorchFlags`` of the same values)."""
+        if not self._getters:
+            self._getters = _getters()
+        a, b, c, d = self._getters
+        return (a(), b(), c(), d())
 
-    def restore(self, state: TorchFlags) -> None:
-        if self.capture() != state:
-            set_flags(state)
+    def restore(self, state: tuple[bool, ...]) -> None:
+        if self.capture() != tuple(state):
+            set_flags(TorchFlags(*state))
 
     def seed(self, seed: int) -> None:
         pass
 
-    def classify(self, before: Any, after: TorchFlags) -> list[Difference]:
+    def classify(self, before: Any, after: tuple[bool, ...]) -> list[Difference]:
         if before is None:
             return []
         return [
