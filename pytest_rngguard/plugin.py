@@ -42,7 +42,7 @@ class ItemRun:
 
     __slots__ = (
         "_recorder", "allowed", "applied", "called", "fixtures", "hypothesis_seed", "leaks",
-        "marker_error", "masked", "nodeid", "phase", "seed", "start",
+        "masked", "nodeid", "phase", "seed", "start",
     )
 
     def __init__(self, nodeid: str, start: dict[str, Any]) -> None:
@@ -58,8 +58,6 @@ class ItemRun:
         self.hypothesis_seed: tuple[Any, Any] | None = None
         self.called = False
         self._recorder: Recorder | None = None
-        #: A bad marker argument, raised by ``MarkerCheck`` inside every plugin's setup wrapper.
-        self.marker_error: BaseException | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -151,9 +149,6 @@ def pytest_configure(config: pytest.Config) -> None:
     gatherer = Gatherer(guard)
     config.pluginmanager.register(gatherer, "rngguard-gatherer")
     config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
-    check = MarkerCheck()
-    config.pluginmanager.register(check, "rngguard-marker-check")
-    config.add_cleanup(lambda: config.pluginmanager.unregister(check))
     if settings.enabled:
         monitor.start()
         monitor.active = True
@@ -197,6 +192,15 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
         leaks = _collection_leaks(guard, collector, nodeid, monitor.checkpoint())
         if leaks and guard.settings.restore != "none":
             monitor.restore(before, {leak.change.source for leak in leaks})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    guard = _guard(session.config)
+    if guard is not None and guard.watching:
+        # The first test starts from here, so what other plugins' setup wrappers do before
+        # this plugin's setup hook counts as that test's, as for every later test.
+        guard.monitor.reset()
+        guard.settled = True
 
 
 def _collection_leaks(
@@ -360,11 +364,18 @@ def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
         guard.monitor.held = frozenset()
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+# A test is watched through as few hooks as will do, since every hook implementation costs
+# time on every test: its start in a plain ``pytest_runtest_setup``, and the end of each
+# phase in ``pytest_runtest_makereport``, which pytest calls right after the phase.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start watching the test.  A plain hook runs inside every wrapper, so a bad marker
+    argument raised here fails the setup and leaves the other plugins' wrappers paired."""
     guard = _guard(item.config)
     if guard is None:
-        return (yield)
+        return
     monitor = guard.monitor
     if not guard.watching:
         start: dict[str, Any] = {}
@@ -376,33 +387,10 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     run = ItemRun(item.nodeid, start)
     item.stash[run_key] = run
     guard.current = run
-    try:
-        run.allowed = _allowed(item)
-        recipe = _recipe(item, guard)
-    except pytest.fail.Exception as exc:
-        # Raised later, by ``MarkerCheck``: raising here, before this wrapper yields, would
-        # skip the setup wrappers of the other plugins and break their teardown.
-        run.marker_error, recipe = exc, None
+    run.allowed = _allowed(item)
+    recipe = _recipe(item, guard)
     if recipe is not None:
         _start_deterministic(item, guard, run, recipe[0])
-    else:
-        run.seed = None
-    try:
-        return (yield)
-    finally:
-        if guard.watching:
-            _collect(guard, run, monitor.checkpoint())
-
-
-class MarkerCheck:
-    """Fails the setup of a test whose rngguard markers have bad arguments.  A plain hook
-    runs inside every wrapper, so the other plugins' setup and teardown stay paired."""
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        run = item.stash.get(run_key, None)
-        if run is not None and run.marker_error is not None:
-            raise run.marker_error
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -433,32 +421,26 @@ def _is_direct_param(fixturedef: pytest.FixtureDef[Any]) -> bool:
     )
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    guard = _guard(item.config)
-    run = item.stash.get(run_key, None)
-    if guard is None or run is None:
-        return (yield)
-    run.phase = "call"
+def _end_of_call(guard: Guard, run: ItemRun) -> None:
     run.called = True
-    try:
-        return (yield)
-    finally:
-        if guard.watching:
-            _collect(guard, run, guard.monitor.checkpoint())
-        if run.applied is not None:
-            # Only what the recipe seeded: the other sources' states depend on what else ran
-            # in this process (which libraries were loaded, by which tests), not on this test.
-            seeded = run.applied.seeded
-            run.recorder.end_states = guard.monitor.capture(
-                s for s in guard.monitor.available() if s.name in seeded
-            )
+    if guard.watching:
+        _collect(guard, run, guard.monitor.checkpoint())
+    if run.applied is not None:
+        # Only what the recipe seeded: the other sources' states depend on what else ran
+        # in this process (which libraries were loaded, by which tests), not on this test.
+        seeded = run.applied.seeded
+        run.recorder.end_states = guard.monitor.capture(
+            s for s in guard.monitor.available() if s.name in seeded
+        )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
+    # A wrapper, unlike the other phases: what the test's teardown leaves must be checked
+    # after every other plugin's teardown code, and the leak warning raised inside the
+    # teardown (``-W error`` makes it an error of the test).
     guard = _guard(item.config)
     run = item.stash.get(run_key, None)
     if guard is None or run is None:
@@ -484,9 +466,13 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
         monitor.restore(run.start)
     elif restore == "leaked" and run.leaks:
         monitor.restore(run.start, {leak.change.source for leak in run.leaks})
-    monitor.settle()
-    # Undoing a deterministic recipe moved the state under the baseline: capture afresh.
-    guard.settled = run.applied is None
+    if run.applied is None:
+        monitor.settle()
+    else:
+        monitor.reset()  # undoing the recipe moved the states under the baseline
+    # The next test starts from this baseline: the code that runs before its start (other
+    # plugins' setup wrappers) is then checked as part of its setup.
+    guard.settled = True
     _show_errors(item, guard)
     if run.leaks and not item.stash.get(silent_key, False):
         from .report import render_test
@@ -512,12 +498,23 @@ def _show_errors(node: pytest.Item | pytest.Collector, guard: Guard) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
     run = item.stash.get(run_key, None)
     guard = _guard(item.config)
-    if run is None or guard is None:
-        return report
+    if guard is None:
+        return (yield)
     when = call.when
+    if run is None:
+        # The setup failed before this plugin's started (another plugin's hook raised):
+        # whatever it changed shows at the next test's start.
+        guard.settled = False
+        return (yield)
+    if when == "setup":
+        if guard.watching:
+            _collect(guard, run, guard.monitor.checkpoint())
+        run.phase = "call"
+    elif when == "call":
+        _end_of_call(guard, run)
+    report = yield
     leaks = [leak for leak in run.leaks if leak.phase == when]
     if leaks:
         report.rngguard_leaks = [leak.to_json() for leak in leaks]  # type: ignore[attr-defined]

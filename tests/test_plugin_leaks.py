@@ -389,6 +389,88 @@ def test_attributes_a_library_first_imported_in_the_middle_of_a_test(
 # -- other plugins that seed -----------------------------------------------------------------
 
 
+def test_reports_a_reseed_in_another_plugins_setup_wrapper_on_that_tests_setup(
+    pytester: pytest.Pytester,
+) -> None:
+    # The wrapper runs before this plugin's own setup hook, also right after a
+    # deterministic test (whose undone recipe moves every state) and before the first test.
+    pytester.makeconftest(
+        """
+        import random
+
+        import pytest
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_setup(item):
+            if item.name in ("test_first", "test_after_a_deterministic_one"):
+                random.seed(item.name)
+            return (yield)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_first():
+            pass
+
+        @pytest.mark.deterministic
+        def test_deterministic():
+            pass
+
+        def test_after_a_deterministic_one():
+            pass
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=3, warnings=2)
+    module = "test_reports_a_reseed_in_another_plugins_setup_wrapper_on_that_tests_setup.py"
+    assert leak_rows(report, "nodeid", "phase", "source", "kind") == [
+        (f"{module}::test_after_a_deterministic_one", "setup", "random", "reseeded"),
+        (f"{module}::test_first", "setup", "random", "reseeded"),
+    ]
+    assert {leak["origin"]["file"] for leak in report["leaks"]} == {"conftest.py"}
+
+
+def test_a_test_another_plugin_skips_before_this_one_starts_changes_nothing_else(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_setup(item):
+            if item.name == "test_skipped":
+                pytest.skip("skipped by a hook that runs first")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import random
+
+        def test_skipped():
+            pass
+
+        def test_leaks():
+            random.seed(3)
+
+        def test_clean():
+            random.random()
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=2, skipped=1, warnings=1)
+    assert leak_rows(report, "nodeid", "phase", "source") == [
+        (
+            "test_a_test_another_plugin_skips_before_this_one_starts_changes_nothing_else.py"
+            "::test_leaks",
+            "call",
+            "random",
+        )
+    ]
+
+
 def test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
