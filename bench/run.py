@@ -280,12 +280,12 @@ def revision() -> str:
     return f"{head or 'unknown'}{' (pytest_rngguard/ modified)' if dirty else ''}"
 
 
-def freeze_package() -> Path:
+def freeze_package(name: str = "snapshot") -> Path:
     """Copy the package under ``bench/_out/snapshot`` and put it first on every child's
     ``PYTHONPATH``: one run measures one version, even while the tree is being edited."""
     import shutil
 
-    target = OUT / "snapshot"
+    target = OUT / name
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(

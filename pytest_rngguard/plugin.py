@@ -74,8 +74,8 @@ class Guard:
 
     __slots__ = (
         "collecting", "collection_leaks", "current", "deterministic_ran", "fingerprints",
-        "header_sources", "leaks", "monitor", "not_reproducible", "rootdir", "settings",
-        "settled", "stored", "tests",
+        "gathering", "header_sources", "leaks", "monitor", "not_reproducible", "rootdir",
+        "settings", "settled", "stored", "tests", "watching",
     )
 
     def __init__(self, settings: Settings, monitor: Monitor, rootdir: str) -> None:
@@ -96,16 +96,19 @@ class Guard:
         self.fingerprints: dict[str, dict[str, Any]] = {}
         #: The fingerprint file's content when comparing with it (None: writing or not used).
         self.stored: dict[str, Any] | None = None
-
-    @property
-    def watching(self) -> bool:
-        return self.settings.enabled
+        #: Whether tests are checked (not ``--rngguard=off``); read several times a test.
+        self.watching = settings.enabled
+        #: Whether this process's own reports are gathered as they are made (not on the
+        #: xdist controller, which gathers its workers' reports as they are logged).
+        self.gathering = True
 
 
 guard_key = pytest.StashKey[Guard]()
 run_key = pytest.StashKey[ItemRun]()
 #: Earlier runs of a repeated deterministic test: (outcome, recorder) of each.
 repeats_key = pytest.StashKey["list[tuple[str, Recorder]]"]()
+#: The test's rngguard markers, found once for all of its runs (see ``_marks``).
+marks_key = pytest.StashKey["tuple[list[pytest.Mark], pytest.Mark | None]"]()
 #: Set while an earlier, unlogged run of a repeated test is going on.
 silent_key = pytest.StashKey[bool]()
 
@@ -146,9 +149,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"rngguard: --rngguard-fingerprints={settings.fingerprints!r} cannot be read: {exc}"
             ) from None
     config.stash[guard_key] = guard
-    gatherer = Gatherer(guard)
-    config.pluginmanager.register(gatherer, "rngguard-gatherer")
-    config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        # The xdist controller: its tests' reports come from the workers, through
+        # ``pytest_runtest_logreport``; elsewhere ``pytest_runtest_makereport`` gathers them.
+        guard.gathering = False
+        gatherer = Gatherer(guard)
+        config.pluginmanager.register(gatherer, "rngguard-gatherer")
+        config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
     if settings.enabled:
         monitor.start()
         monitor.active = True
@@ -256,9 +263,26 @@ def _collect(guard: Guard, run: ItemRun, changes: list[Change]) -> None:
         )
 
 
-def _allowed(item: pytest.Item) -> frozenset[str] | None:
+def _marks(item: pytest.Item) -> tuple[list[pytest.Mark], pytest.Mark | None]:
+    """The test's ``allow_rng_leak`` markers and its closest ``deterministic`` one, found in
+    one walk over its markers (kept for the test's setup by ``pytest_runtest_protocol``)."""
+    marks = item.stash.get(marks_key, None)
+    if marks is not None:
+        return marks
+    allow = []
+    deterministic = None
+    for mark in item.iter_markers():
+        if mark.name == "allow_rng_leak":
+            allow.append(mark)
+        elif mark.name == "deterministic" and deterministic is None:
+            deterministic = mark
+    marks = item.stash[marks_key] = (allow, deterministic)
+    return marks
+
+
+def _allowed(item: pytest.Item, markers: list[pytest.Mark]) -> frozenset[str] | None:
     names: set[str] = set()
-    for marker in item.iter_markers("allow_rng_leak"):
+    for marker in markers:
         extra = set(marker.kwargs) - {"reason"}
         if extra:
             pytest.fail(
@@ -282,8 +306,9 @@ def _allowed(item: pytest.Item) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _recipe(item: pytest.Item, guard: Guard) -> tuple[Recipe, int] | None:
-    marker = item.get_closest_marker("deterministic")
+def _recipe(
+    item: pytest.Item, guard: Guard, marker: pytest.Mark | None
+) -> tuple[Recipe, int] | None:
     if marker is None:
         return None
     unknown = set(marker.kwargs) - _DETERMINISTIC_KEYWORDS
@@ -387,8 +412,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     run = ItemRun(item.nodeid, start)
     item.stash[run_key] = run
     guard.current = run
-    run.allowed = _allowed(item)
-    recipe = _recipe(item, guard)
+    allow, deterministic = _marks(item)
+    run.allowed = _allowed(item, allow)
+    recipe = _recipe(item, guard, deterministic)
     if recipe is not None:
         _start_deterministic(item, guard, run, recipe[0])
 
@@ -526,13 +552,17 @@ def pytest_runtest_makereport(
             _check_reproducible(item, guard, run, report)
         if report.failed:
             report.sections.append(("rngguard", _reproduce(item, guard, run.seed)))
-    if when == "teardown" and not item.stash.get(silent_key, False):
+    silent = item.stash.get(silent_key, False)
+    if guard.gathering and not silent:
+        _gather(guard, report)
+    if when == "teardown" and not silent:
         # The test is over: its run (states, leaks, records) would otherwise live as long
         # as the item, which is the whole session.  An earlier run of a repeated test is
         # still read by ``pytest_runtest_protocol``.
         del item.stash[run_key]
-        if repeats_key in item.stash:
-            del item.stash[repeats_key]
+        for key in (repeats_key, marks_key):
+            if key in item.stash:
+                del item.stash[key]
     return report
 
 
@@ -627,9 +657,9 @@ def _reproduce(item: pytest.Item, guard: Guard, seed: int) -> str:
 
 
 class Gatherer:
-    """Gathers every test's leaks and results from its reports: in this process, or on the
-    xdist controller from its workers' reports.  Registered per session, since
-    ``pytest_runtest_logreport`` is not given the config."""
+    """Gathers every test's leaks and results from its workers' reports on the xdist
+    controller.  Registered per session, since ``pytest_runtest_logreport`` is not given the
+    config."""
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
@@ -659,7 +689,7 @@ def _gather(guard: Guard, report: pytest.TestReport) -> None:
 def _repeats(item: pytest.Item, guard: Guard) -> int:
     """How many times to run ``item``: >1 only for deterministic tests under repeat.  A bad
     ``repeat=`` is reported by the test's setup, so it counts as one here."""
-    marker = item.get_closest_marker("deterministic")
+    marker = _marks(item)[1]
     if marker is None:
         return 1
     repeat = marker.kwargs.get("repeat")
