@@ -560,9 +560,10 @@ def pytest_runtest_makereport(
         # as the item, which is the whole session.  An earlier run of a repeated test is
         # still read by ``pytest_runtest_protocol``.
         del item.stash[run_key]
-        for key in (repeats_key, marks_key):
-            if key in item.stash:
-                del item.stash[key]
+        if repeats_key in item.stash:
+            del item.stash[repeats_key]
+        if marks_key in item.stash:
+            del item.stash[marks_key]
     return report
 
 
