@@ -5,8 +5,9 @@
 
 Wall and CPU times on a shared machine move by 10-30 % from run to run, more than the
 overhead being measured.  The number of instructions a process executes does not: this runs
-each configuration of each suite at two sizes under ``valgrind --tool=cachegrind
---cache-sim=no`` (about 50 times slower than normal) and takes
+each configuration of each suite at two sizes (100 and 1,100 tests by default) under
+``valgrind --tool=cachegrind --cache-sim=no`` (about 50 times slower than normal), with a
+fixed ``PYTHONHASHSEED``, and takes
 
 * the instructions per test: (large - small) / (large tests - small tests), which leaves out
   everything that does not grow with the suite (start-up, imports, collection set-up);
@@ -45,6 +46,12 @@ DEFAULT_CONFIGS = ("randomly", "rngguard", "strict", "restore-all", "determinist
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
+def _env() -> dict[str, str]:
+    # A fixed str hash seed: with randomised hashes, dict and set layouts (and so the
+    # instruction counts) differ a little from run to run.
+    return {**micro.child_env(), "PYTHONHASHSEED": "0"}
+
+
 def count(folder: Path, config: Config, tests: int) -> int:
     """Instructions of one whole pytest process on ``folder`` under ``config``."""
     command = [
@@ -60,7 +67,7 @@ def count(folder: Path, config: Config, tests: int) -> int:
         *config.args,
     ]
     done = subprocess.run(
-        command, cwd=folder, env=micro.child_env(), capture_output=True, text=True, check=False
+        command, cwd=folder, env=_env(), capture_output=True, text=True, check=False
     )
     output = done.stdout + done.stderr
     found = _REFS.search(output)
@@ -87,7 +94,7 @@ def measure(
             subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *config.args],
                 cwd=folders[config.deterministic, size],
-                env=micro.child_env(),
+                env=_env(),
                 capture_output=True,
                 check=False,
             )
@@ -144,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DEFAULT_CONFIGS),
         help=f"Comma-separated configurations (default {','.join(DEFAULT_CONFIGS)})",
     )
-    parser.add_argument("--small", type=int, default=200, help="Tests in the small run")
-    parser.add_argument("--large", type=int, default=1200, help="Tests in the large run")
+    parser.add_argument("--small", type=int, default=100, help="Tests in the small run")
+    parser.add_argument("--large", type=int, default=1100, help="Tests in the large run")
     parser.add_argument(
         "--tests", type=int, default=5000, help="Suite size for the whole-run ratio"
     )
