@@ -37,16 +37,32 @@ MARKERS = (
 _DETERMINISTIC_KEYWORDS = frozenset({"seed", "env", "torch_flags", "warn_only", "repeat"})
 
 
+#: A test's ``allow_rng_leak`` markers and its closest ``deterministic`` one.
+Marks = tuple["list[pytest.Mark]", "pytest.Mark | None"]
+
+
 class ItemRun:
     """What the guard knows about the test that is running."""
 
     __slots__ = (
-        "_recorder", "allowed", "applied", "called", "fixtures", "hypothesis_seed", "leaks",
-        "masked", "nodeid", "phase", "seed", "start",
+        "_recorder",
+        "allowed",
+        "applied",
+        "called",
+        "fixtures",
+        "hypothesis_seed",
+        "item",
+        "leaks",
+        "masked",
+        "nodeid",
+        "phase",
+        "seed",
+        "start",
     )
 
-    def __init__(self, nodeid: str, start: dict[str, Any]) -> None:
-        self.nodeid = nodeid
+    def __init__(self, item: pytest.Item, start: dict[str, Any]) -> None:
+        self.item = item
+        self.nodeid = item.nodeid
         self.start = start
         self.phase = "setup"
         self.fixtures: list[str] = []
@@ -73,16 +89,44 @@ class Guard:
     """Session state, kept in ``config.stash``."""
 
     __slots__ = (
-        "collecting", "collection_leaks", "current", "deterministic_ran", "fingerprints",
-        "gathering", "header_sources", "leaks", "monitor", "not_reproducible", "rootdir",
-        "settings", "settled", "stored", "tests", "watching",
+        "collecting",
+        "collection_leaks",
+        "current",
+        "deterministic_ran",
+        "earlier",
+        "fingerprints",
+        "gathering",
+        "header_sources",
+        "leaks",
+        "marks",
+        "monitor",
+        "not_reproducible",
+        "previous",
+        "rootdir",
+        "settings",
+        "settled",
+        "silent",
+        "stored",
+        "tests",
+        "watching",
     )
 
     def __init__(self, settings: Settings, monitor: Monitor, rootdir: str) -> None:
         self.settings = settings
         self.monitor = monitor
         self.rootdir = rootdir
+        #: The test being run, from the start of its setup to its teardown's report.  Kept
+        #: here rather than in the item's stash: every stash lookup is a Python call, and
+        #: the hooks would make about thirty of them per test.
         self.current: ItemRun | None = None
+        #: The markers ``pytest_runtest_protocol`` found for the test it is about to run.
+        self.marks: tuple[pytest.Item, Marks] | None = None
+        #: Set while an earlier, unlogged run of a repeated test is going on.
+        self.silent = False
+        #: The last unlogged run of a repeated test, handed to ``pytest_runtest_protocol``.
+        self.previous: ItemRun | None = None
+        #: Earlier runs of the repeated test now running: (outcome, recorder) of each.
+        self.earlier: list[tuple[str, Recorder]] = []
         self.collecting: list[tuple[str, dict[str, Any]]] = []
         self.collection_leaks: list[Leak] = []
         self.leaks: list[Leak] = []
@@ -104,13 +148,6 @@ class Guard:
 
 
 guard_key = pytest.StashKey[Guard]()
-run_key = pytest.StashKey[ItemRun]()
-#: Earlier runs of a repeated deterministic test: (outcome, recorder) of each.
-repeats_key = pytest.StashKey["list[tuple[str, Recorder]]"]()
-#: The test's rngguard markers, found once for all of its runs (see ``_marks``).
-marks_key = pytest.StashKey["tuple[list[pytest.Mark], pytest.Mark | None]"]()
-#: Set while an earlier, unlogged run of a repeated test is going on.
-silent_key = pytest.StashKey[bool]()
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -149,6 +186,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"rngguard: --rngguard-fingerprints={settings.fingerprints!r} cannot be read: {exc}"
             ) from None
     config.stash[guard_key] = guard
+    watcher = Watcher(guard)
+    config.pluginmanager.register(watcher, "rngguard-watcher")
+    config.add_cleanup(lambda: config.pluginmanager.unregister(watcher))
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
         # The xdist controller: its tests' reports come from the workers, through
         # ``pytest_runtest_logreport``; elsewhere ``pytest_runtest_makereport`` gathers them.
@@ -256,28 +296,26 @@ def _flag(
 
 
 def _collect(guard: Guard, run: ItemRun, changes: list[Change]) -> None:
-    if changes:
-        fixture = run.fixtures[-1] if run.fixtures else None
-        run.leaks.extend(
-            _flag(guard, changes, run.nodeid, run.phase, fixture, run.allowed, run.masked)
-        )
+    fixture = run.fixtures[-1] if run.fixtures else None
+    run.leaks.extend(_flag(guard, changes, run.nodeid, run.phase, fixture, run.allowed, run.masked))
 
 
-def _marks(item: pytest.Item) -> tuple[list[pytest.Mark], pytest.Mark | None]:
-    """The test's ``allow_rng_leak`` markers and its closest ``deterministic`` one, found in
-    one walk over its markers (kept for the test's setup by ``pytest_runtest_protocol``)."""
-    marks = item.stash.get(marks_key, None)
-    if marks is not None:
-        return marks
-    allow = []
+def _marks(item: pytest.Item) -> Marks:
+    """The test's ``allow_rng_leak`` markers and its closest ``deterministic`` one, in one
+    walk up its nodes: what ``item.iter_markers()`` yields, closest first, without its
+    generators."""
+    allow: list[pytest.Mark] = []
     deterministic = None
-    for mark in item.iter_markers():
-        if mark.name == "allow_rng_leak":
-            allow.append(mark)
-        elif mark.name == "deterministic" and deterministic is None:
-            deterministic = mark
-    marks = item.stash[marks_key] = (allow, deterministic)
-    return marks
+    node: pytest.Item | pytest.Collector | None = item
+    while node is not None:
+        for mark in node.own_markers:
+            name = mark.name
+            if name == "allow_rng_leak":
+                allow.append(mark)
+            elif name == "deterministic" and deterministic is None:
+                deterministic = mark
+        node = node.parent
+    return allow, deterministic
 
 
 def _allowed(item: pytest.Item, markers: list[pytest.Mark]) -> frozenset[str] | None:
@@ -306,11 +344,7 @@ def _allowed(item: pytest.Item, markers: list[pytest.Mark]) -> frozenset[str] | 
     return frozenset(names)
 
 
-def _recipe(
-    item: pytest.Item, guard: Guard, marker: pytest.Mark | None
-) -> tuple[Recipe, int] | None:
-    if marker is None:
-        return None
+def _recipe(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> Recipe:
     unknown = set(marker.kwargs) - _DETERMINISTIC_KEYWORDS
     if unknown or len(marker.args) > 1 or (marker.args and "seed" in marker.kwargs):
         pytest.fail(
@@ -338,13 +372,12 @@ def _recipe(
         pytest.fail(f"{item.nodeid}: deterministic: {exc}", pytrace=False)
     if checked_seed is None:
         checked_seed = derive_seed(guard.settings.seed, item.nodeid)
-    recipe = Recipe(
+    return Recipe(
         checked_seed,
         (*guard.settings.env_set, *env),
         marker.kwargs.get("torch_flags", True),
         marker.kwargs.get("warn_only", False),
     )
-    return recipe, (repeat or guard.settings.repeat)
 
 
 def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
@@ -389,68 +422,174 @@ def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
         guard.monitor.held = frozenset()
 
 
-# A test is watched through as few hooks as will do, since every hook implementation costs
-# time on every test: its start in a plain ``pytest_runtest_setup``, and the end of each
-# phase in ``pytest_runtest_makereport``, which pytest calls right after the phase.
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Start watching the test.  A plain hook runs inside every wrapper, so a bad marker
-    argument raised here fails the setup and leaves the other plugins' wrappers paired."""
-    guard = _guard(item.config)
-    if guard is None:
-        return
-    monitor = guard.monitor
-    if not guard.watching:
-        start: dict[str, Any] = {}
-    elif guard.settled:
-        start = dict(monitor.baseline)  # what the last test's teardown left, restored
-    else:
-        start = monitor.reset()
-    guard.settled = False
-    run = ItemRun(item.nodeid, start)
-    item.stash[run_key] = run
-    guard.current = run
-    allow, deterministic = _marks(item)
-    run.allowed = _allowed(item, allow)
-    recipe = _recipe(item, guard, deterministic)
-    if recipe is not None:
-        _start_deterministic(item, guard, run, recipe[0])
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-) -> Generator[None, Any, Any]:
-    guard = _guard(request.config)
-    run = guard.current if guard is not None else None
-    if guard is None or run is None or not guard.watching or _is_direct_param(fixturedef):
-        return (yield)
-    monitor = guard.monitor
-    _collect(guard, run, monitor.checkpoint())
-    run.fixtures.append(fixturedef.argname)
-    try:
-        return (yield)
-    finally:
-        _collect(guard, run, monitor.checkpoint())
-        run.fixtures.pop()
-
-
 def _is_direct_param(fixturedef: pytest.FixtureDef[Any]) -> bool:
     """Whether the fixture is pytest's stand-in for a ``parametrize`` argument: it only
     returns ``request.param`` and runs no user code, so there is nothing to check around it."""
-    func = fixturedef.func
-    return (
-        getattr(func, "__name__", None) == "get_direct_param_fixture_func"
-        and getattr(func, "__module__", "").startswith("_pytest.")
-    )
+    return _is_stand_in(fixturedef.func)
+
+
+def _is_stand_in(function: Any) -> bool:
+    return getattr(function, "__name__", None) == "get_direct_param_fixture_func" and getattr(
+        function, "__module__", ""
+    ).startswith("_pytest.")
+
+
+def _stand_in_function() -> Any:
+    """The function behind pytest's ``parametrize`` stand-in fixtures, where this pytest
+    keeps it: then recognising one is an identity check (else ``_is_direct_param``)."""
+    for module in ("_pytest.python", "_pytest.fixtures"):
+        function = getattr(sys.modules.get(module), "get_direct_param_fixture_func", None)
+        if _is_stand_in(function):
+            return function
+    return None
+
+
+#: ``ItemRun.phase`` once the test's last check is done: nothing is checked after it.
+DONE = "done"
+
+
+class Watcher:
+    """The hooks that run for every test.
+
+    A test is watched through as few hooks as will do, since every hook implementation costs
+    time on every test: its start in a plain ``pytest_runtest_setup``, the end of its setup
+    and of its call in ``pytest_runtest_makereport``, which pytest calls right after each
+    phase, and the end of its teardown in a ``pytest_runtest_teardown`` wrapper.  They are
+    methods of an object that ``pytest_configure`` registers, as pytest's own logging plugin
+    is, so that they reach the guard as an attribute: looking it up in the config's stash
+    is a Python call, and these hooks would make some thirty of them per test.
+    """
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self._stand_in = _stand_in_function()
+
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        """Find the test's markers once for all of its runs; run a repeated deterministic
+        test's earlier runs unlogged, then the last one as usual (its call report compares
+        them all, see ``_check_reproducible``)."""
+        guard = self.guard
+        marks = _marks(item)
+        guard.marks = (item, marks)
+        runs = _repeats(marks[1], guard)
+        if runs == 1:
+            return None
+        _run_repeated(item, nextitem, guard, runs)
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Start watching the test.  A plain hook runs inside every wrapper, so a bad marker
+        argument raised here fails the setup and leaves the other plugins' wrappers paired."""
+        guard = self.guard
+        if not guard.watching:
+            start: dict[str, Any] = {}
+        elif guard.settled:
+            start = dict(guard.monitor.baseline)  # what the last test's teardown left
+        else:
+            start = guard.monitor.reset()
+        guard.settled = False
+        run = guard.current = ItemRun(item, start)
+        marks = guard.marks
+        allow, deterministic = marks[1] if marks is not None and marks[0] is item else _marks(item)
+        if allow:
+            run.allowed = _allowed(item, allow)
+        if deterministic is not None:
+            _start_deterministic(item, guard, run, _recipe(item, guard, deterministic))
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, Any, Any]:
+        guard = self.guard
+        run = guard.current
+        if (
+            run is None
+            or run.phase is DONE
+            or not guard.watching
+            or fixturedef.func is self._stand_in
+            or (self._stand_in is None and _is_direct_param(fixturedef))
+        ):
+            return (yield)
+        monitor = guard.monitor
+        changes = monitor.checkpoint()
+        if changes:
+            _collect(guard, run, changes)
+        run.fixtures.append(fixturedef.argname)
+        try:
+            return (yield)
+        finally:
+            changes = monitor.checkpoint()
+            if changes:
+                _collect(guard, run, changes)
+            run.fixtures.pop()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, None, None]:
+        # A wrapper, unlike the other phases: what the test's teardown leaves must be checked
+        # after every other plugin's teardown code, and the leak warning raised inside the
+        # teardown (``-W error`` makes it an error of the test).
+        guard = self.guard
+        run = guard.current
+        if run is None or run.item is not item:
+            return (yield)
+        run.phase = "teardown"
+        try:
+            return (yield)
+        finally:
+            _finish(item, guard, run)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        guard = self.guard
+        run = guard.current
+        if run is None or run.item is not item:
+            # The setup failed before this plugin's started (another plugin's hook raised):
+            # whatever it changed shows at the next test's start.
+            guard.settled = False
+            return (yield)
+        when = call.when
+        if when == "setup":
+            if guard.watching:
+                changes = guard.monitor.checkpoint()
+                if changes:
+                    _collect(guard, run, changes)
+            run.phase = "call"
+        elif when == "call":
+            _end_of_call(guard, run)
+        report = yield
+        if run.leaks:
+            _report_leaks(report, guard, run, when)
+        if run.seed is not None:
+            report.rngguard_seed = run.seed  # type: ignore[attr-defined]
+            if when == "call":
+                _check_reproducible(item, guard, run, report)
+            if report.failed:
+                report.sections.append(("rngguard", _reproduce(item, guard, run.seed)))
+        if when == "teardown":
+            # The test is over: nothing of it is kept (a 50,000-test session would otherwise
+            # hold 50,000 runs), except an earlier run of a repeated test, which
+            # ``_run_repeated`` reads next.
+            guard.current = None
+            if guard.silent:
+                guard.previous = run
+            elif guard.gathering:
+                guard.tests += 1
+        return report
 
 
 def _end_of_call(guard: Guard, run: ItemRun) -> None:
     run.called = True
     if guard.watching:
-        _collect(guard, run, guard.monitor.checkpoint())
+        changes = guard.monitor.checkpoint()
+        if changes:
+            _collect(guard, run, changes)
     if run.applied is not None:
         # Only what the recipe seeded: the other sources' states depend on what else ran
         # in this process (which libraries were loaded, by which tests), not on this test.
@@ -460,31 +599,16 @@ def _end_of_call(guard: Guard, run: ItemRun) -> None:
         )
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_teardown(
-    item: pytest.Item, nextitem: pytest.Item | None
-) -> Generator[None, None, None]:
-    # A wrapper, unlike the other phases: what the test's teardown leaves must be checked
-    # after every other plugin's teardown code, and the leak warning raised inside the
-    # teardown (``-W error`` makes it an error of the test).
-    guard = _guard(item.config)
-    run = item.stash.get(run_key, None)
-    if guard is None or run is None:
-        return (yield)
-    run.phase = "teardown"
-    try:
-        return (yield)
-    finally:
-        _finish(item, guard, run)
-
-
 def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
     """After teardown: last check, put sources back, and tell the user."""
     monitor = guard.monitor
     if guard.watching:
-        _collect(guard, run, monitor.checkpoint())
-    _finish_deterministic(guard, run)
-    guard.current = None
+        changes = monitor.checkpoint()
+        if changes:
+            _collect(guard, run, changes)
+    if run.applied is not None or run.hypothesis_seed is not None:
+        _finish_deterministic(guard, run)
+    run.phase = DONE
     if not guard.watching:
         return
     restore = guard.settings.restore
@@ -499,8 +623,9 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
     # The next test starts from this baseline: the code that runs before its start (other
     # plugins' setup wrappers) is then checked as part of its setup.
     guard.settled = True
-    _show_errors(item, guard)
-    if run.leaks and not item.stash.get(silent_key, False):
+    if monitor.errors:
+        _show_errors(item, guard)
+    if run.leaks and not guard.silent:
         from .report import render_test
 
         for leak in run.leaks:
@@ -520,51 +645,16 @@ def _show_errors(node: pytest.Item | pytest.Collector, guard: Guard) -> None:
         node.warn(pytest.PytestWarning(guard.monitor.errors.pop(0)))
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    run = item.stash.get(run_key, None)
-    guard = _guard(item.config)
-    if guard is None:
-        return (yield)
-    when = call.when
-    if run is None:
-        # The setup failed before this plugin's started (another plugin's hook raised):
-        # whatever it changed shows at the next test's start.
-        guard.settled = False
-        return (yield)
-    if when == "setup":
-        if guard.watching:
-            _collect(guard, run, guard.monitor.checkpoint())
-        run.phase = "call"
-    elif when == "call":
-        _end_of_call(guard, run)
-    report = yield
+def _report_leaks(report: pytest.TestReport, guard: Guard, run: ItemRun, when: str) -> None:
+    """Put the phase's leaks on its report (where xdist's controller reads them), gather
+    them, and in ``fail`` mode fail the report."""
     leaks = [leak for leak in run.leaks if leak.phase == when]
     if leaks:
         report.rngguard_leaks = [leak.to_json() for leak in leaks]  # type: ignore[attr-defined]
+        if guard.gathering and not guard.silent:
+            guard.leaks.extend(leaks)
     if guard.settings.mode == "fail":
         _fail_report(report, run, when)
-    if run.seed is not None:
-        report.rngguard_seed = run.seed  # type: ignore[attr-defined]
-        if when == "call":
-            _check_reproducible(item, guard, run, report)
-        if report.failed:
-            report.sections.append(("rngguard", _reproduce(item, guard, run.seed)))
-    silent = item.stash.get(silent_key, False)
-    if guard.gathering and not silent:
-        _gather(guard, report)
-    if when == "teardown" and not silent:
-        # The test is over: its run (states, leaks, records) would otherwise live as long
-        # as the item, which is the whole session.  An earlier run of a repeated test is
-        # still read by ``pytest_runtest_protocol``.
-        del item.stash[run_key]
-        if repeats_key in item.stash:
-            del item.stash[repeats_key]
-        if marks_key in item.stash:
-            del item.stash[marks_key]
-    return report
 
 
 def _check_reproducible(
@@ -572,11 +662,11 @@ def _check_reproducible(
 ) -> None:
     """Compare this run with the earlier runs of the same test and with the fingerprint
     file; a difference fails the test as not reproducible."""
-    if item.stash.get(silent_key, False):
+    if guard.silent:
         return
     from .reproducibility import RepeatOutcome, compare_fingerprint, fingerprint, version_note
 
-    earlier = item.stash.get(repeats_key, [])
+    earlier = guard.earlier
     runs = len(earlier) + 1
     problem = None
     for number, (outcome, recorder) in enumerate(earlier[1:], start=2):
@@ -588,6 +678,8 @@ def _check_reproducible(
     if problem is None and report.passed and guard.settings.fingerprints:
         printed = fingerprint(run.recorder, run.seed)
         report.rngguard_fingerprint = printed  # type: ignore[attr-defined]
+        if guard.gathering:
+            guard.fingerprints[report.nodeid] = printed
         stored = guard.stored["tests"].get(item.nodeid) if guard.stored is not None else None
         if stored is not None:
             problem = compare_fingerprint(stored, printed)
@@ -598,6 +690,8 @@ def _check_reproducible(
         return
     failure = RepeatOutcome(item.nodeid, runs, problem)
     report.rngguard_not_reproducible = failure.to_json()  # type: ignore[attr-defined]
+    if guard.gathering:
+        guard.not_reproducible.append(failure.to_json())
     text = f"{item.nodeid} is not reproducible: {problem}"
     if report.passed:
         report.outcome = "failed"
@@ -641,7 +735,7 @@ def _reproduce(item: pytest.Item, guard: Guard, seed: int) -> str:
     import shlex
 
     args = [sys.executable, "-m", "pytest", item.nodeid, f"--rngguard-seed={guard.settings.seed}"]
-    runs = len(item.stash.get(repeats_key, [])) + 1
+    runs = len(guard.earlier) + 1
     if runs > 1:  # a repeat-gate failure shows up again only when repeated
         args.append(f"--rngguard-repeat={runs}")
     if guard.settings.fingerprints:
@@ -687,10 +781,9 @@ def _gather(guard: Guard, report: pytest.TestReport) -> None:
         guard.tests += 1
 
 
-def _repeats(item: pytest.Item, guard: Guard) -> int:
-    """How many times to run ``item``: >1 only for deterministic tests under repeat.  A bad
+def _repeats(marker: pytest.Mark | None, guard: Guard) -> int:
+    """How many times to run a test: >1 only for deterministic tests under repeat.  A bad
     ``repeat=`` is reported by the test's setup, so it counts as one here."""
-    marker = _marks(item)[1]
     if marker is None:
         return 1
     repeat = marker.kwargs.get("repeat")
@@ -699,20 +792,12 @@ def _repeats(item: pytest.Item, guard: Guard) -> int:
     return repeat if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 1 else 1
 
 
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    """Run a repeated deterministic test's earlier runs unlogged, then the last one as usual;
-    the last run's call report compares them all (see ``_check_reproducible``)."""
-    guard = _guard(item.config)
-    if guard is None:
-        return None
-    runs = _repeats(item, guard)
-    if runs == 1:
-        return None
+def _run_repeated(item: pytest.Item, nextitem: pytest.Item | None, guard: Guard, runs: int) -> None:
     from .reproducibility import Recorder
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     earlier: list[tuple[str, Recorder]] = []
-    item.stash[silent_key] = True
+    guard.silent = True
     try:
         for _ in range(runs - 1):
             # The parent as "next item" tears down this test's function-scoped fixtures but
@@ -722,16 +807,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 (r.outcome for r in reports if r.when == "call"),
                 reports[0].outcome,
             )
-            run = item.stash.get(run_key, None)
+            run, guard.previous = guard.previous, None
             earlier.append((outcome, run.recorder if run is not None else Recorder()))
             if item.session.shouldfail or item.session.shouldstop:
                 break
     finally:
-        item.stash[silent_key] = False
-    item.stash[repeats_key] = earlier
-    runtestprotocol(item, nextitem=nextitem)
+        guard.silent = False
+    guard.earlier = earlier
+    try:
+        runtestprotocol(item, nextitem=nextitem)
+    finally:
+        guard.earlier = []
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    return True
 
 
 # -- end of session --------------------------------------------------------------------------
@@ -873,11 +960,17 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 # -- fixtures --------------------------------------------------------------------------------
 
 
+def _run_of(request: pytest.FixtureRequest) -> ItemRun | None:
+    guard = _guard(request.config)
+    run = guard.current if guard is not None else None
+    return run if run is not None and run.item is request.node else None
+
+
 @pytest.fixture
 def rngguard_seed(request: pytest.FixtureRequest) -> int:
     """The integer seed of the current test: the one ``deterministic`` applied, or would."""
     guard = _guard(request.config)
-    run: ItemRun | None = request.node.stash.get(run_key, None)
+    run = _run_of(request)
     if run is not None and run.seed is not None:
         return run.seed
     from .determinism import derive_seed
@@ -892,6 +985,6 @@ def rngguard(request: pytest.FixtureRequest) -> Rngguard:
     ``assert_no_leak(fn, *args, **kwargs)``."""
     from .reproducibility import Recorder, Rngguard
 
-    run = request.node.stash.get(run_key, None)
+    run = _run_of(request)
     recorder = run.recorder if run is not None else Recorder()
     return Rngguard(recorder)
