@@ -191,6 +191,16 @@ class Monitor:
         self._events.clear()
         self._pending.clear()
 
+    def idle(self) -> bool:
+        """Whether the monitor has seen nothing since the last checkpoint: no seeding call, no
+        change set aside, no module imported.  Where only code known to leave the sources
+        alone ran since, a checkpoint would then find nothing, and can be skipped."""
+        return not self._events and not self._pending and len(sys.modules) == self._modules_seen
+
+    def ignores(self, module: str) -> bool:
+        """Whether ``rngguard_ignore`` covers ``module``."""
+        return self._ignore(module)
+
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the
         new baseline."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -95,6 +95,7 @@ class Guard:
         "deterministic_ran",
         "earlier",
         "fingerprints",
+        "fresh",
         "gathering",
         "header_sources",
         "leaks",
@@ -102,6 +103,7 @@ class Guard:
         "monitor",
         "not_reproducible",
         "previous",
+        "quiet",
         "rootdir",
         "settings",
         "settled",
@@ -134,6 +136,12 @@ class Guard:
         self.tests = 0
         #: The monitor's baseline is the state right after the last test: no need to capture.
         self.settled = False
+        #: Whether every hook that runs between a test's checks is pytest's own or another
+        #: known-quiet plugin's (see ``_quiet_hooks``); found when collection finishes.
+        self.quiet = False
+        #: Whether only such code ran since the baseline was taken: a check now would find
+        #: what the last one found, unless the monitor saw a call (``Monitor.idle``).
+        self.fresh = False
         self.header_sources: tuple[str, ...] = ()
         self.deterministic_ran = False
         #: Fingerprints of this session's passing deterministic tests, by node id.
@@ -248,6 +256,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # this plugin's setup hook counts as that test's, as for every later test.
         guard.monitor.reset()
         guard.settled = True
+        guard.quiet = _quiet_hooks(session.config, guard.monitor.ignores)
+        guard.fresh = guard.quiet
 
 
 def _collection_leaks(
@@ -444,6 +454,71 @@ def _stand_in_function() -> Any:
     return None
 
 
+#: The hooks whose implementations run between two checks of a test that nothing but a
+#: fixture's own code separates: from the end of one test's teardown to the end of the next
+#: one's setup.
+_BETWEEN_CHECKS = (
+    "pytest_runtest_protocol",
+    "pytest_runtest_logstart",
+    "pytest_runtest_setup",
+    "pytest_fixture_setup",
+    "pytest_runtest_teardown",
+    "pytest_fixture_post_finalizer",
+    "pytest_runtest_makereport",
+    "pytest_report_to_serializable",
+    "pytest_runtest_logreport",
+    "pytest_report_teststatus",
+    "pytest_warning_recorded",
+    "pytest_exception_interact",
+    "pytest_runtest_logfinish",
+)
+#: Plugins whose code in those hooks touches no global random state: pytest's own, xdist's,
+#: Hypothesis's and this one's (and any module ``rngguard_ignore`` names).
+_QUIET_PLUGINS = ("_pytest.*", "xdist.*", "_hypothesis_pytestplugin", "pytest_rngguard.*")
+#: Hooks where only the implementations called before this plugin's wrapper count: those
+#: inside it run within the checks around a fixture or a teardown.
+_WRAPPED = ("pytest_fixture_setup", "pytest_runtest_teardown")
+
+
+def _quiet_hooks(config: pytest.Config, ignored: Callable[[str], bool]) -> bool:
+    """Whether the code that runs between a test's checks, where no fixture of its own runs,
+    is all known to leave global random state alone.  Then a check there would find what
+    the check before it found, and is skipped (see ``Monitor.idle``).  A plugin registered
+    after collection is not seen: a change it made would show at the next check, as the
+    next phase's."""
+    import fnmatch
+
+    for name in _BETWEEN_CHECKS:
+        caller = getattr(config.hook, name, None)
+        if caller is None:
+            continue
+        impls = caller.get_hookimpls()  # called last to first
+        if name in _WRAPPED:
+            ours = [i for i, impl in enumerate(impls) if isinstance(impl.plugin, Watcher)]
+            impls = impls[ours[-1] + 1 :] if ours else impls
+        for impl in impls:
+            if isinstance(impl.plugin, Watcher):
+                continue
+            module = str(getattr(impl.function, "__module__", None) or "")
+            if not (
+                any(fnmatch.fnmatchcase(module, p) for p in _QUIET_PLUGINS) or ignored(module)
+            ):
+                return False
+    return True
+
+
+def _quiet_nodes(item: pytest.Item) -> bool:
+    """Whether setting up ``item`` and its collectors runs only pytest's own ``setup``
+    methods (a custom item or collector may run code of its own there)."""
+    node: pytest.Item | pytest.Collector | None = item
+    while node is not None:
+        setup = getattr(type(node), "setup", None)
+        if not str(getattr(setup, "__module__", "")).startswith("_pytest."):
+            return False
+        node = node.parent
+    return True
+
+
 #: ``ItemRun.phase`` once the test's last check is done: nothing is checked after it.
 DONE = "done"
 
@@ -490,6 +565,9 @@ class Watcher:
             start = dict(guard.monitor.baseline)  # what the last test's teardown left
         else:
             start = guard.monitor.reset()
+            guard.fresh = guard.quiet
+        if guard.fresh:
+            guard.fresh = _quiet_nodes(item)
         guard.settled = False
         run = guard.current = ItemRun(item, start)
         marks = guard.marks
@@ -514,9 +592,11 @@ class Watcher:
         ):
             return (yield)
         monitor = guard.monitor
-        changes = monitor.checkpoint()
-        if changes:
-            _collect(guard, run, changes)
+        if not (guard.fresh and monitor.idle()):
+            changes = monitor.checkpoint()
+            if changes:
+                _collect(guard, run, changes)
+        guard.fresh = False
         run.fixtures.append(fixturedef.argname)
         try:
             return (yield)
@@ -525,6 +605,8 @@ class Watcher:
             if changes:
                 _collect(guard, run, changes)
             run.fixtures.pop()
+            # Back in pytest's own code, unless inside another fixture or the test.
+            guard.fresh = guard.quiet and not run.fixtures and run.phase == "setup"
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(
@@ -556,10 +638,11 @@ class Watcher:
             return (yield)
         when = call.when
         if when == "setup":
-            if guard.watching:
+            if guard.watching and not (guard.fresh and guard.monitor.idle()):
                 changes = guard.monitor.checkpoint()
                 if changes:
                     _collect(guard, run, changes)
+            guard.fresh = False
             run.phase = "call"
         elif when == "call":
             _end_of_call(guard, run)
@@ -623,6 +706,7 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
     # The next test starts from this baseline: the code that runs before its start (other
     # plugins' setup wrappers) is then checked as part of its setup.
     guard.settled = True
+    guard.fresh = guard.quiet
     if monitor.errors:
         _show_errors(item, guard)
     if run.leaks and not guard.silent:

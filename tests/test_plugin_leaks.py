@@ -677,3 +677,146 @@ def test_finds_pytests_stand_in_fixture_function_by_identity() -> None:
     function = _stand_in_function()
     assert function is not None
     assert function.__name__ == "get_direct_param_fixture_func"
+
+
+CHECK_COUNTER = """
+import pytest
+
+from pytest_rngguard.monitor import Monitor
+
+checks = []
+real = Monitor.checkpoint
+
+def counted(self):
+    checks.append(1)
+    return real(self)
+
+def pytest_configure(config):
+    Monitor.checkpoint = counted
+    config.add_cleanup(lambda: setattr(Monitor, "checkpoint", real))
+
+def pytest_sessionfinish(session):
+    print(f"checks: {len(checks)}")
+"""
+
+
+def checks_made(result: pytest.RunResult) -> int:
+    import re
+
+    match = re.search(r"checks: (\d+)", result.stdout.str())
+    assert match is not None
+    return int(match[1])
+
+
+def test_skips_the_check_at_the_end_of_a_setup_in_which_only_pytest_ran(
+    pytester: pytest.Pytester,
+) -> None:
+    # Ten tests with nothing but a parametrize argument: their setups run only pytest's own
+    # code, so each costs two checks (end of call, end of teardown) rather than three; two
+    # more are around collecting the module.
+    pytester.makeconftest(CHECK_COUNTER)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        def test_nothing(i):
+            pass
+        """
+    )
+    result = run(pytester, "-s", "-p", "no:xdist")
+    result.assert_outcomes(passed=10)
+    assert checks_made(result) == 2 + 10 * 2
+
+
+def test_checks_every_phase_when_another_plugin_runs_code_between_them(
+    pytester: pytest.Pytester,
+) -> None:
+    # A conftest's setup hook could change a source: the end of every setup is checked.
+    pytester.makeconftest(CHECK_COUNTER + "\n\ndef pytest_runtest_setup(item):\n    pass\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        def test_nothing(i):
+            pass
+        """
+    )
+    result = run(pytester, "-s", "-p", "no:xdist")
+    result.assert_outcomes(passed=10)
+    assert checks_made(result) == 2 + 10 * 3
+
+
+def test_reports_a_reseed_in_a_fixture_on_its_setup_when_checks_are_skipped(
+    pytester: pytest.Pytester,
+) -> None:
+    # The check before the first fixture and the one after the last are skipped; what the
+    # fixtures and the test do still lands on the right phase and fixture.
+    pytester.makepyfile(
+        """
+        import random
+
+        import numpy as np
+        import pytest
+
+        @pytest.fixture
+        def quiet():
+            return 1
+
+        @pytest.fixture
+        def reseeds(quiet):
+            np.random.seed(3)
+
+        @pytest.fixture
+        def last():
+            return 2
+
+        def test_one(reseeds, last):
+            random.seed(4)
+        """
+    )
+    result, report = run_with_report(pytester, "-p", "no:xdist")
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report, "phase", "fixture", "source", "kind") == [
+        ("call", None, "random", "reseeded"),
+        ("setup", "reseeds", "numpy", "reseeded"),
+    ]
+
+
+def test_reports_a_reseed_in_a_custom_items_own_setup_on_its_setup(
+    pytester: pytest.Pytester,
+) -> None:
+    # A custom item's setup() is not pytest's own code: the end of its setup is checked,
+    # also for a change no intercepted call announces (a draw, reported in strict mode).
+    pytester.makeconftest(
+        """
+        import random
+
+        import pytest
+
+        class ReseedingItem(pytest.Item):
+            def setup(self):
+                random.random()
+
+            def runtest(self):
+                pass
+
+            def reportinfo(self):
+                return self.path, 0, self.name
+
+        class SpecFile(pytest.File):
+            def collect(self):
+                yield ReseedingItem.from_parent(self, name="spec")
+
+        def pytest_collect_file(parent, file_path):
+            if file_path.suffix == ".spec":
+                return SpecFile.from_parent(parent, path=file_path)
+        """
+    )
+    pytester.path.joinpath("case.spec").write_text("", encoding="utf-8")
+    result, report = run_with_report(pytester, "-p", "no:xdist", "--rngguard-strict")
+    result.assert_outcomes(passed=1, warnings=1)
+    assert leak_rows(report, "nodeid", "phase", "source", "kind") == [
+        ("case.spec::spec", "setup", "random", "advanced"),
+    ]
