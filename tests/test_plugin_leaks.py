@@ -708,13 +708,21 @@ def checks_made(result: pytest.RunResult) -> int:
     return int(match[1])
 
 
+@pytest.mark.parametrize(
+    ("conftest_hook", "checks_per_test"),
+    [
+        # Only pytest's own code runs in these setups: two checks (end of call, end of
+        # teardown) rather than three.
+        ("", 2),
+        # A conftest's setup hook could change a source: the end of every setup is checked.
+        ("def pytest_runtest_setup(item):\n    pass\n", 3),
+    ],
+    ids=["only-pytest", "conftest-setup-hook"],
+)
 def test_skips_the_check_at_the_end_of_a_setup_in_which_only_pytest_ran(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, conftest_hook: str, checks_per_test: int
 ) -> None:
-    # Ten tests with nothing but a parametrize argument: their setups run only pytest's own
-    # code, so each costs two checks (end of call, end of teardown) rather than three; two
-    # more are around collecting the module.
-    pytester.makeconftest(CHECK_COUNTER)
+    pytester.makeconftest(CHECK_COUNTER + "\n\n" + conftest_hook)
     pytester.makepyfile(
         """
         import pytest
@@ -726,26 +734,8 @@ def test_skips_the_check_at_the_end_of_a_setup_in_which_only_pytest_ran(
     )
     result = run(pytester, "-s", "-p", "no:xdist")
     result.assert_outcomes(passed=10)
-    assert checks_made(result) == 2 + 10 * 2
-
-
-def test_checks_every_phase_when_another_plugin_runs_code_between_them(
-    pytester: pytest.Pytester,
-) -> None:
-    # A conftest's setup hook could change a source: the end of every setup is checked.
-    pytester.makeconftest(CHECK_COUNTER + "\n\ndef pytest_runtest_setup(item):\n    pass\n")
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.parametrize("i", range(10))
-        def test_nothing(i):
-            pass
-        """
-    )
-    result = run(pytester, "-s", "-p", "no:xdist")
-    result.assert_outcomes(passed=10)
-    assert checks_made(result) == 2 + 10 * 3
+    # Two more checks are around collecting the module.
+    assert checks_made(result) == 2 + 10 * checks_per_test
 
 
 def test_reports_a_reseed_in_a_fixture_on_its_setup_when_checks_are_skipped(
