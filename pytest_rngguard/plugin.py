@@ -405,7 +405,13 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
         if guard.watching:
             monitor.held = frozenset(applied.seeded)
 
-    applied = apply(recipe, monitor.sources, adopted=hold)
+    # The recipe's own seeding calls need no origin: they skip the monitor altogether
+    # instead of each walking the stack to find they came from this plugin.
+    monitor.active = False
+    try:
+        applied = apply(recipe, monitor.sources, adopted=hold)
+    finally:
+        monitor.active = guard.watching
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
     hold()
@@ -428,8 +434,13 @@ def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
     if run.applied is not None:
         from .determinism import undo
 
-        undo(run.applied, guard.monitor.sources)
-        guard.monitor.held = frozenset()
+        monitor = guard.monitor
+        monitor.active = False
+        try:
+            undo(run.applied, monitor.sources)
+        finally:
+            monitor.active = guard.watching
+        monitor.held = frozenset()
 
 
 def _is_direct_param(fixturedef: pytest.FixtureDef[Any]) -> bool:
