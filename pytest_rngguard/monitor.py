@@ -9,9 +9,10 @@ Hypothesis, ``rngguard_ignore``) move the baseline instead of counting as change
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .origins import (
@@ -197,9 +198,15 @@ class Monitor:
         alone ran since, a checkpoint would then find nothing, and can be skipped."""
         return not self._events and not self._pending and len(sys.modules) == self._modules_seen
 
-    def ignores(self, module: str) -> bool:
-        """Whether ``rngguard_ignore`` covers ``module``."""
-        return self._ignore(module)
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Let seeding calls through unseen: for the plugin's own, which need no origin and
+        would otherwise each walk the stack to find they came from the plugin."""
+        active, self.active = self.active, False
+        try:
+            yield
+        finally:
+            self.active = active
 
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 
@@ -37,8 +37,9 @@ MARKERS = (
 _DETERMINISTIC_KEYWORDS = frozenset({"seed", "env", "torch_flags", "warn_only", "repeat"})
 
 
-#: A test's ``allow_rng_leak`` markers and its closest ``deterministic`` one.
-Marks = tuple["list[pytest.Mark]", "pytest.Mark | None"]
+#: What one walk up a test's nodes finds (``_survey``): its ``allow_rng_leak`` markers, its
+#: closest ``deterministic`` one, and whether every node's ``setup`` is pytest's own.
+Survey: TypeAlias = "tuple[list[pytest.Mark], pytest.Mark | None, bool]"
 
 
 class ItemRun:
@@ -99,16 +100,15 @@ class Guard:
         "gathering",
         "header_sources",
         "leaks",
-        "marks",
         "monitor",
         "not_reproducible",
-        "previous",
         "quiet",
         "rootdir",
         "settings",
         "settled",
         "silent",
         "stored",
+        "survey",
         "tests",
         "watching",
     )
@@ -121,12 +121,11 @@ class Guard:
         #: here rather than in the item's stash: every stash lookup is a Python call, and
         #: the hooks would make about thirty of them per test.
         self.current: ItemRun | None = None
-        #: The markers ``pytest_runtest_protocol`` found for the test it is about to run.
-        self.marks: tuple[pytest.Item, Marks] | None = None
-        #: Set while an earlier, unlogged run of a repeated test is going on.
+        #: What ``pytest_runtest_protocol`` found for the test it is about to run.
+        self.survey: tuple[pytest.Item, Survey] | None = None
+        #: Set while an earlier, unlogged run of a repeated test is going on; its run stays
+        #: ``current`` after its teardown, for ``_run_repeated`` to read.
         self.silent = False
-        #: The last unlogged run of a repeated test, handed to ``pytest_runtest_protocol``.
-        self.previous: ItemRun | None = None
         #: Earlier runs of the repeated test now running: (outcome, recorder) of each.
         self.earlier: list[tuple[str, Recorder]] = []
         self.collecting: list[tuple[str, dict[str, Any]]] = []
@@ -256,7 +255,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # this plugin's setup hook counts as that test's, as for every later test.
         guard.monitor.reset()
         guard.settled = True
-        guard.quiet = _quiet_hooks(session.config, guard.monitor.ignores)
+        guard.quiet = _quiet_hooks(session.config, guard.settings.ignore)
         guard.fresh = guard.quiet
 
 
@@ -305,17 +304,24 @@ def _flag(
 # -- running tests ---------------------------------------------------------------------------
 
 
-def _collect(guard: Guard, run: ItemRun, changes: list[Change]) -> None:
-    fixture = run.fixtures[-1] if run.fixtures else None
-    run.leaks.extend(_flag(guard, changes, run.nodeid, run.phase, fixture, run.allowed, run.masked))
+def _check(guard: Guard, run: ItemRun) -> None:
+    """Check the sources now, and keep what the test leaked since the last check."""
+    changes = guard.monitor.checkpoint()
+    if changes:
+        fixture = run.fixtures[-1] if run.fixtures else None
+        run.leaks.extend(
+            _flag(guard, changes, run.nodeid, run.phase, fixture, run.allowed, run.masked)
+        )
 
 
-def _marks(item: pytest.Item) -> Marks:
-    """The test's ``allow_rng_leak`` markers and its closest ``deterministic`` one, in one
-    walk up its nodes: what ``item.iter_markers()`` yields, closest first, without its
-    generators."""
+def _survey(item: pytest.Item) -> Survey:
+    """One walk up the test's nodes: its ``allow_rng_leak`` markers and closest
+    ``deterministic`` one (what ``item.iter_markers()`` yields, closest first, without its
+    generators), and whether setting it and its collectors up runs only pytest's own
+    ``setup`` methods (a custom item or collector may run code of its own there)."""
     allow: list[pytest.Mark] = []
     deterministic = None
+    own_setups = True
     node: pytest.Item | pytest.Collector | None = item
     while node is not None:
         for mark in node.own_markers:
@@ -324,8 +330,11 @@ def _marks(item: pytest.Item) -> Marks:
                 allow.append(mark)
             elif name == "deterministic" and deterministic is None:
                 deterministic = mark
+        if own_setups:
+            setup = getattr(type(node), "setup", None)
+            own_setups = str(getattr(setup, "__module__", "")).startswith("_pytest.")
         node = node.parent
-    return allow, deterministic
+    return allow, deterministic, own_setups
 
 
 def _allowed(item: pytest.Item, markers: list[pytest.Mark]) -> frozenset[str] | None:
@@ -405,13 +414,8 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
         if guard.watching:
             monitor.held = frozenset(applied.seeded)
 
-    # The recipe's own seeding calls need no origin: they skip the monitor altogether
-    # instead of each walking the stack to find they came from this plugin.
-    monitor.active = False
-    try:
+    with monitor.paused():
         applied = apply(recipe, monitor.sources, adopted=hold)
-    finally:
-        monitor.active = guard.watching
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
     hold()
@@ -424,43 +428,28 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
         monitor.reset()
 
 
-def _finish_deterministic(guard: Guard, run: ItemRun) -> None:
+def _finish_deterministic(guard: Guard, run: ItemRun, applied: Applied) -> None:
     if run.hypothesis_seed is not None:
         function, previous = run.hypothesis_seed
         if previous is None:
             del function._hypothesis_internal_use_seed
         else:
             function._hypothesis_internal_use_seed = previous
-    if run.applied is not None:
-        from .determinism import undo
+    from .determinism import undo
 
-        monitor = guard.monitor
-        monitor.active = False
-        try:
-            undo(run.applied, monitor.sources)
-        finally:
-            monitor.active = guard.watching
-        monitor.held = frozenset()
-
-
-def _is_direct_param(fixturedef: pytest.FixtureDef[Any]) -> bool:
-    """Whether the fixture is pytest's stand-in for a ``parametrize`` argument: it only
-    returns ``request.param`` and runs no user code, so there is nothing to check around it."""
-    return _is_stand_in(fixturedef.func)
-
-
-def _is_stand_in(function: Any) -> bool:
-    return getattr(function, "__name__", None) == "get_direct_param_fixture_func" and getattr(
-        function, "__module__", ""
-    ).startswith("_pytest.")
+    monitor = guard.monitor
+    with monitor.paused():
+        undo(applied, monitor.sources)
+    monitor.held = frozenset()
 
 
 def _stand_in_function() -> Any:
-    """The function behind pytest's ``parametrize`` stand-in fixtures, where this pytest
-    keeps it: then recognising one is an identity check (else ``_is_direct_param``)."""
+    """The function of pytest's stand-in fixtures for ``parametrize`` arguments: they only
+    return ``request.param`` and run no user code, so there is nothing to check around them.
+    None where this pytest keeps it elsewhere (they are then checked like any fixture)."""
     for module in ("_pytest.python", "_pytest.fixtures"):
         function = getattr(sys.modules.get(module), "get_direct_param_fixture_func", None)
-        if _is_stand_in(function):
+        if function is not None:
             return function
     return None
 
@@ -491,14 +480,15 @@ _QUIET_PLUGINS = ("_pytest.*", "xdist.*", "_hypothesis_pytestplugin", "pytest_rn
 _WRAPPED = ("pytest_fixture_setup", "pytest_runtest_teardown")
 
 
-def _quiet_hooks(config: pytest.Config, ignored: Callable[[str], bool]) -> bool:
+def _quiet_hooks(config: pytest.Config, ignored: tuple[str, ...]) -> bool:
     """Whether the code that runs between a test's checks, where no fixture of its own runs,
     is all known to leave global random state alone.  Then a check there would find what
     the check before it found, and is skipped (see ``Monitor.idle``).  A plugin registered
     after collection is not seen: a change it made would show at the next check, as the
     next phase's."""
-    import fnmatch
+    from .origins import IgnoreRules
 
+    quiet = IgnoreRules((*_QUIET_PLUGINS, *ignored))
     for name in _BETWEEN_CHECKS:
         caller = getattr(config.hook, name, None)
         if caller is None:
@@ -510,23 +500,8 @@ def _quiet_hooks(config: pytest.Config, ignored: Callable[[str], bool]) -> bool:
         for impl in impls:
             if isinstance(impl.plugin, Watcher):
                 continue
-            module = str(getattr(impl.function, "__module__", None) or "")
-            if not (
-                any(fnmatch.fnmatchcase(module, p) for p in _QUIET_PLUGINS) or ignored(module)
-            ):
+            if not quiet(str(getattr(impl.function, "__module__", None) or "")):
                 return False
-    return True
-
-
-def _quiet_nodes(item: pytest.Item) -> bool:
-    """Whether setting up ``item`` and its collectors runs only pytest's own ``setup``
-    methods (a custom item or collector may run code of its own there)."""
-    node: pytest.Item | pytest.Collector | None = item
-    while node is not None:
-        setup = getattr(type(node), "setup", None)
-        if not str(getattr(setup, "__module__", "")).startswith("_pytest."):
-            return False
-        node = node.parent
     return True
 
 
@@ -557,9 +532,9 @@ class Watcher:
         test's earlier runs unlogged, then the last one as usual (its call report compares
         them all, see ``_check_reproducible``)."""
         guard = self.guard
-        marks = _marks(item)
-        guard.marks = (item, marks)
-        runs = _repeats(marks[1], guard)
+        survey = _survey(item)
+        guard.survey = (item, survey)
+        runs = _repeats(survey[1], guard)
         if runs == 1:
             return None
         _run_repeated(item, nextitem, guard, runs)
@@ -577,12 +552,13 @@ class Watcher:
         else:
             start = guard.monitor.reset()
             guard.fresh = guard.quiet
-        if guard.fresh:
-            guard.fresh = _quiet_nodes(item)
         guard.settled = False
         run = guard.current = ItemRun(item, start)
-        marks = guard.marks
-        allow, deterministic = marks[1] if marks is not None and marks[0] is item else _marks(item)
+        found = guard.survey
+        allow, deterministic, own_setups = (
+            found[1] if found is not None and found[0] is item else _survey(item)
+        )
+        guard.fresh = guard.fresh and own_setups
         if allow:
             run.allowed = _allowed(item, allow)
         if deterministic is not None:
@@ -596,25 +572,20 @@ class Watcher:
         run = guard.current
         if (
             run is None
-            or run.phase is DONE
+            or run.phase == DONE
             or not guard.watching
             or fixturedef.func is self._stand_in
-            or (self._stand_in is None and _is_direct_param(fixturedef))
         ):
             return (yield)
         monitor = guard.monitor
         if not (guard.fresh and monitor.idle()):
-            changes = monitor.checkpoint()
-            if changes:
-                _collect(guard, run, changes)
+            _check(guard, run)
         guard.fresh = False
         run.fixtures.append(fixturedef.argname)
         try:
             return (yield)
         finally:
-            changes = monitor.checkpoint()
-            if changes:
-                _collect(guard, run, changes)
+            _check(guard, run)
             run.fixtures.pop()
             # Back in pytest's own code, unless inside another fixture or the test.
             guard.fresh = guard.quiet and not run.fixtures and run.phase == "setup"
@@ -650,9 +621,7 @@ class Watcher:
         when = call.when
         if when == "setup":
             if guard.watching and not (guard.fresh and guard.monitor.idle()):
-                changes = guard.monitor.checkpoint()
-                if changes:
-                    _collect(guard, run, changes)
+                _check(guard, run)
             guard.fresh = False
             run.phase = "call"
         elif when == "call":
@@ -666,14 +635,11 @@ class Watcher:
                 _check_reproducible(item, guard, run, report)
             if report.failed:
                 report.sections.append(("rngguard", _reproduce(item, guard, run.seed)))
-        if when == "teardown":
+        if when == "teardown" and not guard.silent:
             # The test is over: nothing of it is kept (a 50,000-test session would otherwise
-            # hold 50,000 runs), except an earlier run of a repeated test, which
-            # ``_run_repeated`` reads next.
+            # hold 50,000 runs); an earlier run of a repeated test is left to ``_run_repeated``.
             guard.current = None
-            if guard.silent:
-                guard.previous = run
-            elif guard.gathering:
+            if guard.gathering:
                 guard.tests += 1
         return report
 
@@ -681,9 +647,7 @@ class Watcher:
 def _end_of_call(guard: Guard, run: ItemRun) -> None:
     run.called = True
     if guard.watching:
-        changes = guard.monitor.checkpoint()
-        if changes:
-            _collect(guard, run, changes)
+        _check(guard, run)
     if run.applied is not None:
         # Only what the recipe seeded: the other sources' states depend on what else ran
         # in this process (which libraries were loaded, by which tests), not on this test.
@@ -697,11 +661,9 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
     """After teardown: last check, put sources back, and tell the user."""
     monitor = guard.monitor
     if guard.watching:
-        changes = monitor.checkpoint()
-        if changes:
-            _collect(guard, run, changes)
-    if run.applied is not None or run.hypothesis_seed is not None:
-        _finish_deterministic(guard, run)
+        _check(guard, run)
+    if run.applied is not None:
+        _finish_deterministic(guard, run, run.applied)
     run.phase = DONE
     if not guard.watching:
         return
@@ -902,7 +864,7 @@ def _run_repeated(item: pytest.Item, nextitem: pytest.Item | None, guard: Guard,
                 (r.outcome for r in reports if r.when == "call"),
                 reports[0].outcome,
             )
-            run, guard.previous = guard.previous, None
+            run, guard.current = guard.current, None
             earlier.append((outcome, run.recorder if run is not None else Recorder()))
             if item.session.shouldfail or item.session.shouldstop:
                 break

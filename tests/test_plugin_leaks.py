@@ -595,7 +595,7 @@ def test_keeps_nothing_of_a_finished_test(pytester: pytest.Pytester) -> None:
             names = {item.nodeid for item in session.items}
             alive = [o.nodeid for o in gc.get_objects()
                      if type(o) is ItemRun and o.nodeid in names]
-            held = (guard.current, guard.previous, guard.earlier)
+            held = (guard.current, guard.earlier)
             print(f"kept: {alive} {held}")
         """
     )
@@ -617,7 +617,7 @@ def test_keeps_nothing_of_a_finished_test(pytester: pytest.Pytester) -> None:
     )
     result = run(pytester, "-s")
     result.assert_outcomes(passed=3, warnings=1)
-    assert "kept: [] (None, None, [])" in result.stdout.str()
+    assert "kept: [] (None, [])" in result.stdout.str()
     result.stdout.fnmatch_lines(["*1 leak of global random state*"])
 
 
@@ -625,7 +625,7 @@ def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
     pytester: pytest.Pytester,
 ) -> None:
     # No check runs around it (it runs no user code); a real fixture is still checked.
-    from pytest_rngguard.plugin import _is_direct_param
+    from pytest_rngguard.plugin import _stand_in_function
 
     items = pytester.getitems(
         """
@@ -641,8 +641,10 @@ def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
         """
     )
     definitions = items[0]._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
-    assert _is_direct_param(definitions["i"][-1])
-    assert not _is_direct_param(definitions["indirect"][-1])
+    stand_in = _stand_in_function()
+    assert stand_in is not None
+    assert definitions["i"][-1].func is stand_in
+    assert definitions["indirect"][-1].func is not stand_in
 
 
 def test_blames_the_fixture_of_a_parametrized_test_not_its_argument(
@@ -668,15 +670,6 @@ def test_blames_the_fixture_of_a_parametrized_test_not_its_argument(
         ("setup", "reseeds"),
         ("setup", "reseeds"),
     ]
-
-
-def test_finds_pytests_stand_in_fixture_function_by_identity() -> None:
-    # Recognising a stand-in is then one identity check per fixture set up.
-    from pytest_rngguard.plugin import _stand_in_function
-
-    function = _stand_in_function()
-    assert function is not None
-    assert function.__name__ == "get_direct_param_fixture_func"
 
 
 CHECK_COUNTER = """
@@ -741,11 +734,11 @@ def test_skips_the_check_at_the_end_of_a_setup_in_which_only_pytest_ran(
     assert checks_made(result) == 10 * checks_per_test
 
 
-def test_reports_a_reseed_in_a_fixture_on_its_setup_when_checks_are_skipped(
-    pytester: pytest.Pytester,
-) -> None:
-    # The check before the first fixture and the one after the last are skipped; what the
-    # fixtures and the test do still lands on the right phase and fixture.
+def test_puts_each_draw_on_its_fixture_when_checks_are_skipped(pytester: pytest.Pytester) -> None:
+    # Draws announce themselves through no call the guard sees, so only the checks place
+    # them: the ones skipped (before a fixture that follows another, at the end of the
+    # setup) must be those nothing but pytest ran before, and a fixture that requests
+    # another from its body is still checked before the inner one starts.
     pytester.makepyfile(
         """
         import random
@@ -758,22 +751,30 @@ def test_reports_a_reseed_in_a_fixture_on_its_setup_when_checks_are_skipped(
             return 1
 
         @pytest.fixture
-        def reseeds(quiet):
-            np.random.seed(3)
+        def draws(quiet):
+            np.random.random()
 
         @pytest.fixture
-        def last():
+        def inner():
             return 2
 
-        def test_one(reseeds, last):
-            random.seed(4)
+        @pytest.fixture
+        def outer(request):
+            random.random()
+            return request.getfixturevalue("inner")
+
+        def test_one(draws, outer):
+            np.random.random()
+            random.random()
         """
     )
-    result, report = run_with_report(pytester, "-p", "no:xdist")
+    result, report = run_with_report(pytester, "-p", "no:xdist", "--rngguard-strict")
     result.assert_outcomes(passed=1, warnings=1)
     assert leak_rows(report, "phase", "fixture", "source", "kind") == [
-        ("call", None, "random", "reseeded"),
-        ("setup", "reseeds", "numpy", "reseeded"),
+        ("call", None, "numpy", "advanced"),
+        ("call", None, "random", "advanced"),
+        ("setup", "draws", "numpy", "advanced"),
+        ("setup", "outer", "random", "advanced"),
     ]
 
 
