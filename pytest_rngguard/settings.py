@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -79,8 +78,10 @@ def add_options(parser: pytest.Parser) -> None:
                           default=default)
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
+    """The resolved options.  A named tuple, not a frozen dataclass: this module loads with
+    the plugin in every session, and building a dataclass costs milliseconds there."""
+
     mode: str = "warn"
     strict: bool = False
     restore: str = "leaked"

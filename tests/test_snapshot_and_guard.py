@@ -11,6 +11,7 @@ import sys
 import textwrap
 import types
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -374,24 +375,34 @@ def test_register_source_refuses_an_empty_or_builtin_name(name: str) -> None:
 # -- entry points ----------------------------------------------------------------------------
 
 
-def _entry_points(monkeypatch: pytest.MonkeyPatch, values: Sequence[tuple[str, str]]) -> None:
-    points = [
-        importlib.metadata.EntryPoint(name, value, registry.ENTRY_POINT_GROUP)
-        for name, value in values
-    ]
+def _install(folder: Path, name: str, text: str) -> None:
+    """A distribution, as pip leaves one: ``<name>-1.0.dist-info`` with its entry points."""
+    info = folder / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(text)
 
-    def entry_points(**params: Any) -> list[importlib.metadata.EntryPoint]:
-        return points if params.get("group") == registry.ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+def _entry_points(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, values: Sequence[tuple[str, str]]
+) -> None:
+    """Install a distribution that declares ``values`` as source entry points, next to one
+    that declares only entry points of other groups."""
+    lines = "".join(f"{name} = {value}\n" for name, value in values)
+    _install(tmp_path, "rngguard_probe", f"[console_scripts]\nprobe = os:getcwd\n\n"
+             f"[{registry.ENTRY_POINT_GROUP}]\n{lines}")
+    _install(tmp_path, "rngguard_other", "[pytest11]\nother = os\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
 
 
 def broken_factory() -> CounterSource:
     raise RuntimeError("the library is not configured")
 
 
-def test_a_source_from_an_entry_point_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    _entry_points(monkeypatch, [("counter", f"{__name__}:CounterSource")])
+def test_a_source_from_an_entry_point_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _entry_points(monkeypatch, tmp_path, [("counter", f"{__name__}:CounterSource")])
     names = [s.name for s in registry.build_sources(())]
     assert names[-1] == "counter"
     assert names.count("counter") == 1
@@ -408,9 +419,10 @@ def test_a_source_from_an_entry_point_is_loaded(monkeypatch: pytest.MonkeyPatch)
     ],
 )
 def test_an_entry_point_that_cannot_be_loaded_is_a_warning_not_a_crash(
-    monkeypatch: pytest.MonkeyPatch, value: str, why: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, why: str
 ) -> None:
-    _entry_points(monkeypatch, [("broken", value), ("counter", f"{__name__}:CounterSource")])
+    counter = ("counter", f"{__name__}:CounterSource")
+    _entry_points(monkeypatch, tmp_path, [("broken", value), counter])
     with pytest.warns(UserWarning, match=r"source entry point 'broken' .* skipped") as caught:
         names = [s.name for s in registry.build_sources(())]
     assert why in str(caught[0].message)
@@ -418,11 +430,30 @@ def test_an_entry_point_that_cannot_be_loaded_is_a_warning_not_a_crash(
     assert names[-1] == "counter"
 
 
-def test_an_entry_point_cannot_replace_a_builtin_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    _entry_points(monkeypatch, [("numpy", "pytest_rngguard.sources.env:EnvSource")])
+def test_an_entry_point_cannot_replace_a_builtin_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _entry_points(monkeypatch, tmp_path, [("numpy", "pytest_rngguard.sources.env:EnvSource")])
     sources = registry.build_sources(())
     assert [s.name for s in sources] == list(registry.BUILTIN_NAMES)
     assert type(sources[1]).__name__ == "NumpySource"
+
+
+def test_entry_points_are_found_as_importlib_metadata_finds_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The first copy of a distribution on sys.path shadows later ones, also where only the
+    # later one declares sources; the group is matched as a section, not as text anywhere.
+    group = registry.ENTRY_POINT_GROUP
+    _install(tmp_path / "first", "rngguard_shadowed", "[pytest11]\nshadowed = os\n")
+    _install(tmp_path / "later", "rngguard_shadowed", f"[{group}]\nhidden = os:sep\n")
+    _install(tmp_path / "first", "rngguard_two", f"[{group}]\na = os:sep\nb = os:getcwd\n")
+    _install(tmp_path / "first", "rngguard_comment", f"# not [{group}]\n[other]\nc = os\n")
+    for folder in ("later", "first"):
+        monkeypatch.syspath_prepend(str(tmp_path / folder))
+    expected = importlib.metadata.entry_points(group=group)
+    assert [(e.name, e.value) for e in expected] == [("a", "os:sep"), ("b", "os:getcwd")]
+    assert list(registry._entry_points()) == list(expected)
 
 
 def test_the_public_api_is_what_the_spec_names() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from .base import (
     ADVANCED,
@@ -17,6 +18,9 @@ from .base import (
     Source,
     TraceTarget,
 )
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ADVANCED",
@@ -91,10 +95,29 @@ def _builtin(env_variables: Sequence[str]) -> list[Source]:
     ]
 
 
-def _from_entry_points() -> Iterable[Source]:
-    from importlib.metadata import entry_points
+def _entry_points() -> Iterable[EntryPoint]:
+    """``importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)``, a third of the cost:
+    that parses every installed distribution's entry points (pytest has just done so for its
+    own group), this reads each one's text and parses only those that name the group.  Like
+    it, only the first distribution of a name on ``sys.path`` counts."""
+    from importlib.metadata import distributions
 
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    header = f"[{ENTRY_POINT_GROUP}]"
+    seen: set[str] = set()
+    for dist in distributions():
+        # A path's own name (cheap); where a distribution lacks it, no shadowing is known.
+        name = getattr(dist, "_normalized_name", None)
+        if name is not None:
+            if name in seen:
+                continue
+            seen.add(name)
+        text = dist.read_text("entry_points.txt")
+        if text and header in text:
+            yield from dist.entry_points.select(group=ENTRY_POINT_GROUP)
+
+
+def _from_entry_points() -> Iterable[Source]:
+    for entry in _entry_points():
         try:
             loaded = entry.load()
             is_factory = isinstance(loaded, type) or not isinstance(loaded, Source)
