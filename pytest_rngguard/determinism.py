@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .origins import ImportWatcher
 from .sources import Source, build_sources
@@ -30,9 +29,8 @@ def derive_seed(base: int, nodeid: str) -> int:
     return int.from_bytes(digest, "big") % SEED_LIMIT
 
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """What a deterministic run sets."""
+class Recipe(NamedTuple):
+    """What a deterministic run sets (a named tuple: one is made for every marked test)."""
 
     seed: int
     env: tuple[tuple[str, str], ...] = ()
@@ -66,19 +64,26 @@ def check_arguments(
     return seed, pairs
 
 
-@dataclasses.dataclass
 class Applied:
     """Everything a recipe changed, and how it was before."""
 
-    recipe: Recipe
-    states: dict[str, Any]
-    env: dict[str, str | None]
-    flags: TorchFlags | None
-    seeded: tuple[str, ...]
-    #: Seeds the libraries first imported while the recipe is applied; None once undone.
-    watcher: ImportWatcher | None = None
-    #: torch inductor's ``deterministic`` before the recipe set it; None where not set.
-    inductor: bool | None = None
+    __slots__ = ("env", "flags", "inductor", "recipe", "seeded", "states", "watcher")
+
+    def __init__(
+        self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]
+    ) -> None:
+        self.recipe = recipe
+        #: The seeded sources' states before the recipe, by name.
+        self.states = states
+        #: The environment variables the recipe sets, as they were (None: unset).
+        self.env = env
+        #: The torch flags before the recipe set them; None where not set.
+        self.flags: TorchFlags | None = None
+        self.seeded: tuple[str, ...] = tuple(states)
+        #: Seeds the libraries first imported while the recipe is applied; None once undone.
+        self.watcher: ImportWatcher | None = None
+        #: torch inductor's ``deterministic`` before the recipe set it; None where not set.
+        self.inductor: bool | None = None
 
 
 def apply(
@@ -92,20 +97,18 @@ def apply(
     itself), is seeded the moment its import finishes; ``adopted`` is told the names of the
     sources seeded then.
     """
-    states = {s.name: s.capture() for s in sources if s.available()}
     environment = recipe.environment()
     saved_env = {name: os.environ.get(name) for name in environment}
-    applied = Applied(recipe, states, saved_env, None, ())
-    seeded = []
+    states: dict[str, Any] = {}
     for source in sources:
         if source.seedable and source.available():
+            states[source.name] = source.capture()
             source.seed(recipe.seed)
-            seeded.append(source.name)
-    applied.seeded = tuple(seeded)
+    applied = Applied(recipe, states, saved_env)
     os.environ.update(environment)
     if "torch" in sys.modules:
         _set_flags(applied)
-    later = {library_of(s.module) for s in sources if s.seedable and s.name not in seeded}
+    later = {library_of(s.module) for s in sources if s.seedable and s.name not in states}
     if recipe.torch_flags and applied.flags is None:
         later.add("torch")
     if recipe.torch_flags and applied.inductor is None:
@@ -127,7 +130,7 @@ def _set_flags(applied: Applied) -> None:
         return
     applied.flags = current_flags()
     _set_inductor(applied)
-    set_flags(TorchFlags(True, applied.recipe.warn_only, True, False))
+    set_flags(TorchFlags(True, applied.recipe.warn_only, True, False), applied.flags)
 
 
 def _set_inductor(applied: Applied) -> None:
@@ -175,7 +178,7 @@ def undo(applied: Applied, sources: Sequence[Source]) -> None:
         else:
             os.environ[name] = value
     if applied.flags is not None:
-        set_flags(applied.flags)
+        set_flags(applied.flags, current_flags())
     config: Any = sys.modules.get(INDUCTOR_CONFIG)
     if applied.inductor is not None and config is not None:
         config.deterministic = applied.inductor

@@ -10,10 +10,9 @@ Hypothesis, ``rngguard_ignore``) move the baseline instead of counting as change
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .origins import (
     ImportWatcher,
@@ -34,8 +33,7 @@ from .sources.torch_cuda import QUEUED
 HOLD_AGAINST = ("pytest_randomly", "pytest_randomly.*")
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """A seeding call seen while the monitor was active."""
 
     source: str

@@ -648,9 +648,11 @@ def _end_of_call(guard: Guard, run: ItemRun) -> None:
     run.called = True
     if guard.watching:
         _check(guard, run)
-    if run.applied is not None:
-        # Only what the recipe seeded: the other sources' states depend on what else ran
-        # in this process (which libraries were loaded, by which tests), not on this test.
+    if run.applied is not None and (guard.silent or guard.earlier or guard.settings.fingerprints):
+        # What the runs of a repeated test and the fingerprints compare (a test run once
+        # without fingerprints compares nothing).  Only what the recipe seeded: the other
+        # sources' states depend on what else ran in this process (which libraries were
+        # loaded, by which tests), not on this test.
         seeded = run.applied.seeded
         run.recorder.end_states = guard.monitor.capture(
             s for s in guard.monitor.available() if s.name in seeded

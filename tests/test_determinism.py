@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -241,13 +242,16 @@ def test_deterministic_unsets_again_what_was_unset_and_keeps_what_was_set() -> N
 
 @needs_torch
 @pytest.mark.parametrize("warn_only", [False, True])
+@pytest.mark.parametrize("before", list(itertools.product([False, True], repeat=4)))
 def test_deterministic_turns_on_torch_determinism_and_puts_the_flags_back(
-    warn_only: bool,
+    warn_only: bool, before: tuple[bool, bool, bool, bool]
 ) -> None:
-    with torch_flags_set((False, False, False, True)):
+    # From every starting point, the flags already as the recipe wants them included (only
+    # the others are set, and undone).
+    with torch_flags_set(before):
         with deterministic(1, warn_only=warn_only):
             assert torch_flags() == (True, warn_only, True, False)
-        assert torch_flags() == (False, False, False, True)
+        assert torch_flags() == before
 
 
 @needs_torch

@@ -46,7 +46,7 @@ class PythonRandomSource(ModuleSource):
             inst.setstate(state)
 
     def seed(self, seed: int) -> None:
-        random.seed(seed)
+        random._inst.seed(seed)  # type: ignore[attr-defined]  # what random.seed is bound to
 
     def _mt(self, state: Any) -> mt.MTState:
         if self._memory is not None:

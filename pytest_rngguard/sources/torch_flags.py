@@ -30,17 +30,26 @@ DETAILS = (
 INDUCTOR_CONFIG = "torch._inductor.config"
 
 
-def set_flags(flags: TorchFlags) -> None:
+def set_flags(flags: TorchFlags, now: TorchFlags | None = None) -> None:
+    """Set the flags; ``now``, where given, is what they are, and only those that differ
+    from it are set (each setter is a call into torch)."""
     import torch
 
     mode, warn_only = flags.deterministic_algorithms, flags.deterministic_algorithms_warn_only
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if INDUCTOR_CONFIG in sys.modules or setter is None:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-    else:
-        setter(mode, warn_only=warn_only)
-    torch.backends.cudnn.deterministic = flags.cudnn_deterministic
-    torch.backends.cudnn.benchmark = flags.cudnn_benchmark
+    if now is None or (now.deterministic_algorithms, now.deterministic_algorithms_warn_only) != (
+        mode,
+        warn_only,
+    ):
+        setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+        if INDUCTOR_CONFIG in sys.modules or setter is None:
+            torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        else:
+            setter(mode, warn_only=warn_only)
+    cudnn = torch.backends.cudnn
+    if now is None or now.cudnn_deterministic != flags.cudnn_deterministic:
+        cudnn.deterministic = flags.cudnn_deterministic
+    if now is None or now.cudnn_benchmark != flags.cudnn_benchmark:
+        cudnn.benchmark = flags.cudnn_benchmark
 
 
 def _public_getters() -> tuple[Callable[[], bool], ...]:
@@ -102,8 +111,9 @@ class TorchFlagsSource(ModuleSource):
         return (a(), b(), c(), d())
 
     def restore(self, state: tuple[bool, ...]) -> None:
-        if self.capture() != tuple(state):
-            set_flags(TorchFlags(*state))
+        now = self.capture()
+        if now != tuple(state):
+            set_flags(TorchFlags(*state), TorchFlags(*now))
 
     def seed(self, seed: int) -> None:
         pass
