@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from .origins import ImportWatcher
 from .sources import Source, build_sources
 from .sources.base import library_of
+from .sources.env import read_environ
 from .sources.torch_flags import INDUCTOR_CONFIG, TorchFlags, current_flags, set_flags
 
 #: What every deterministic test gets, after the vLLM reproducibility recipe.
@@ -98,7 +99,7 @@ def apply(
     sources seeded then.
     """
     environment = recipe.environment()
-    saved_env = {name: os.environ.get(name) for name in environment}
+    saved_env = read_environ(environment)
     states: dict[str, Any] = {}
     for source in sources:
         if source.seedable and source.available():

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_rngguard.sources import ADVANCED, CHANGED, REPLACED, RESEEDED, Difference, Source
-from pytest_rngguard.sources.env import DEFAULT_VARIABLES, EnvSource
+from pytest_rngguard.sources.env import DEFAULT_VARIABLES, EnvSource, read_environ
 from pytest_rngguard.sources.numpy import NumpySource
 from pytest_rngguard.sources.python_random import PythonRandomSource
 from pytest_rngguard.sources.torch import TorchSource
@@ -552,6 +552,15 @@ def test_env_restore_returns_every_variable_exactly_including_unset_ones(
         source.restore(state)
         assert {name: os.environ.get(name) for name in TEST_VARIABLES} == expected
         assert source.capture() == state
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=env_values)
+def test_read_environ_agrees_with_os_environ_get(values: dict[str, str | None]) -> None:
+    names = (*TEST_VARIABLES, "PATH", "RNGGUARD_TEST_NEVER_SET")
+    with variables_kept():
+        set_variables(values)
+        assert read_environ(names) == {name: os.environ.get(name) for name in names}
 
 
 def test_env_classify_names_each_changed_variable() -> None:

@@ -85,6 +85,24 @@ class EnvSource(ModuleSource):
         )
 
 
+def read_environ(names: Iterable[str]) -> dict[str, str | None]:
+    """``os.environ.get`` of each name.  That raises and catches a KeyError for every unset
+    name (most of the deterministic marker's, before it sets them), which costs more than
+    the rest of the lookup: this reads ``os.environ``'s own store the way its
+    ``__getitem__`` does, and uses the public API where that store is not there."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    encode = getattr(environ, "encodekey", None)
+    decode = getattr(environ, "decodevalue", None)
+    if type(data) is not dict or encode is None or decode is None:
+        return {name: environ.get(name) for name in names}
+    values: dict[str, str | None] = {}
+    for name in names:
+        raw = data.get(encode(name))
+        values[name] = None if raw is None else decode(raw)
+    return values
+
+
 def _encoded(value: str | None) -> Any:
     if value is None or os.name == "nt":
         return value
