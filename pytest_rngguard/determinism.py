@@ -68,23 +68,27 @@ def check_arguments(
 class Applied:
     """Everything a recipe changed, and how it was before."""
 
-    __slots__ = ("env", "flags", "inductor", "recipe", "seeded", "states", "watcher")
+    __slots__ = ("env", "flags", "inductor", "recipe", "states", "watcher")
 
     def __init__(
         self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]
     ) -> None:
         self.recipe = recipe
-        #: The seeded sources' states before the recipe, by name.
+        #: The seeded sources' states before the recipe, by name, in the order seeded.
         self.states = states
         #: The environment variables the recipe sets, as they were (None: unset).
         self.env = env
         #: The torch flags before the recipe set them; None where not set.
         self.flags: TorchFlags | None = None
-        self.seeded: tuple[str, ...] = tuple(states)
         #: Seeds the libraries first imported while the recipe is applied; None once undone.
         self.watcher: ImportWatcher | None = None
         #: torch inductor's ``deterministic`` before the recipe set it; None where not set.
         self.inductor: bool | None = None
+
+    @property
+    def seeded(self) -> tuple[str, ...]:
+        """The names of the sources the recipe seeded."""
+        return tuple(self.states)
 
 
 def apply(
@@ -149,7 +153,7 @@ def _adopt(applied: Applied, sources: Sequence[Source], library: str) -> tuple[s
         return ()
     names = []
     for source in sources:
-        if not source.seedable or source.name in applied.seeded:
+        if not source.seedable or source.name in applied.states:
             continue
         if library_of(source.module) != library or source.module not in sys.modules:
             continue
@@ -160,7 +164,6 @@ def _adopt(applied: Applied, sources: Sequence[Source], library: str) -> tuple[s
         applied.states[source.name] = source.capture()
         source.seed(applied.recipe.seed)
         names.append(source.name)
-    applied.seeded = (*applied.seeded, *names)
     if library == "torch" and applied.flags is None:
         _set_flags(applied)
     if library == INDUCTOR_CONFIG and applied.flags is not None:
@@ -184,10 +187,10 @@ def undo(applied: Applied, sources: Sequence[Source]) -> None:
     if applied.inductor is not None and config is not None:
         config.deterministic = applied.inductor
     by_name = {s.name: s for s in sources}
-    for name in applied.seeded:
+    for name, state in applied.states.items():
         source = by_name.get(name)
         if source is not None and source.available():
-            source.restore(applied.states[name])
+            source.restore(state)
 
 
 @contextlib.contextmanager

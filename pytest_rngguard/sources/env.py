@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .base import CHANGED, Difference, ModuleSource, Seeder
@@ -35,14 +35,14 @@ class EnvSource(ModuleSource):
         self.variables = tuple(dict.fromkeys(variables))
         # os.environ keeps the encoded values in ``_data``: reading it directly skips the
         # per-key encode/decode of ``os.environ.get`` (checked, else the public API is used).
-        data = getattr(os.environ, "_data", None)
-        encode = getattr(os.environ, "encodekey", None)
+        store = _environ_store()
         self._keys: tuple[Any, ...] = tuple(self.variables)
         self._data: Any = os.environ
         # Every spelling ``os.putenv`` may be given a watched name in, to its name.
         self._names: dict[Any, str] = {name: name for name in self.variables}
         self._names.update((os.fsencode(name), name) for name in self.variables)
-        if isinstance(data, dict) and encode is not None:
+        if store is not None:
+            data, encode, _ = store
             keys = tuple(encode(name) for name in self.variables)
             pairs = zip(keys, self.variables, strict=True)
             if all(data.get(k) == _encoded(os.environ.get(n)) for k, n in pairs):
@@ -85,17 +85,26 @@ class EnvSource(ModuleSource):
         )
 
 
+def _environ_store() -> tuple[dict[Any, Any], Callable[[str], Any], Callable[[Any], str]] | None:
+    """``os.environ``'s own store of encoded values, with its key encoder and value
+    decoder; None where it keeps them otherwise."""
+    data = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    decode = getattr(os.environ, "decodevalue", None)
+    if type(data) is not dict or encode is None or decode is None:
+        return None
+    return data, encode, decode
+
+
 def read_environ(names: Iterable[str]) -> dict[str, str | None]:
     """``os.environ.get`` of each name.  That raises and catches a KeyError for every unset
     name (most of the deterministic marker's, before it sets them), which costs more than
     the rest of the lookup: this reads ``os.environ``'s own store the way its
     ``__getitem__`` does, and uses the public API where that store is not there."""
-    environ = os.environ
-    data = getattr(environ, "_data", None)
-    encode = getattr(environ, "encodekey", None)
-    decode = getattr(environ, "decodevalue", None)
-    if type(data) is not dict or encode is None or decode is None:
-        return {name: environ.get(name) for name in names}
+    store = _environ_store()
+    if store is None:
+        return {name: os.environ.get(name) for name in names}
+    data, encode, decode = store
     values: dict[str, str | None] = {}
     for name in names:
         raw = data.get(encode(name))

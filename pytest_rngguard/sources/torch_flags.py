@@ -30,25 +30,22 @@ DETAILS = (
 INDUCTOR_CONFIG = "torch._inductor.config"
 
 
-def set_flags(flags: TorchFlags, now: TorchFlags | None = None) -> None:
-    """Set the flags; ``now``, where given, is what they are, and only those that differ
-    from it are set (each setter is a call into torch)."""
+def set_flags(flags: TorchFlags, now: TorchFlags) -> None:
+    """Set the flags that differ from ``now``, what they are (each setter is a call into
+    torch)."""
     import torch
 
     mode, warn_only = flags.deterministic_algorithms, flags.deterministic_algorithms_warn_only
-    if now is None or (now.deterministic_algorithms, now.deterministic_algorithms_warn_only) != (
-        mode,
-        warn_only,
-    ):
+    if (now.deterministic_algorithms, now.deterministic_algorithms_warn_only) != (mode, warn_only):
         setter = getattr(torch._C, "_set_deterministic_algorithms", None)
         if INDUCTOR_CONFIG in sys.modules or setter is None:
             torch.use_deterministic_algorithms(mode, warn_only=warn_only)
         else:
             setter(mode, warn_only=warn_only)
     cudnn = torch.backends.cudnn
-    if now is None or now.cudnn_deterministic != flags.cudnn_deterministic:
+    if now.cudnn_deterministic != flags.cudnn_deterministic:
         cudnn.deterministic = flags.cudnn_deterministic
-    if now is None or now.cudnn_benchmark != flags.cudnn_benchmark:
+    if now.cudnn_benchmark != flags.cudnn_benchmark:
         cudnn.benchmark = flags.cudnn_benchmark
 
 
