@@ -563,6 +563,15 @@ def test_read_environ_agrees_with_os_environ_get(values: dict[str, str | None]) 
         assert read_environ(names) == {name: os.environ.get(name) for name in names}
 
 
+def test_read_environ_uses_the_public_api_where_os_environ_keeps_no_store() -> None:
+    # An os.environ without CPython's ``_data`` store (a plain mapping stands in for
+    # another implementation's), swapped back before pytest next sets PYTEST_CURRENT_TEST.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", {"RNGGUARD_TEST_A": "1"})
+        found = read_environ(["RNGGUARD_TEST_A", "RNGGUARD_TEST_B"])
+    assert found == {"RNGGUARD_TEST_A": "1", "RNGGUARD_TEST_B": None}
+
+
 def test_env_classify_names_each_changed_variable() -> None:
     with variables_kept():
         set_variables({"RNGGUARD_TEST_A": "1", "RNGGUARD_TEST_B": None, "RNGGUARD_TEST_C": "x"})
