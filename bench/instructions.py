@@ -42,7 +42,15 @@ import micro  # noqa: E402
 import suites  # noqa: E402
 from run import CONFIGS, OUT, PLAIN, Config, freeze_package, revision  # noqa: E402
 
-DEFAULT_CONFIGS = ("randomly", "rngguard", "strict", "restore-all", "deterministic")
+DEFAULT_CONFIGS = (
+    "randomly",
+    "rngguard",
+    "strict",
+    "restore-all",
+    "deterministic",
+    "floor-hooks",
+    "floor-checks",
+)
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 

@@ -101,6 +101,19 @@ CONFIGS = (
         deterministic=True,
         expect=("rngguard: mode=warn",),
     ),
+    # The floor (bench/floor.py): the guard's hooks with empty bodies, then with bare checks.
+    Config(
+        "floor-hooks",
+        "floor: hooks alone",
+        ("-p", "no:rngguard", *NO_RANDOMLY, "-p", "rngguard_floor"),
+        reject=("rngguard:",),
+    ),
+    Config(
+        "floor-checks",
+        "floor: hooks + bare checks",
+        ("-p", "no:rngguard", *NO_RANDOMLY, "-p", "rngguard_floor", "--floor-checks"),
+        reject=("rngguard:",),
+    ),
     Config(
         "trace",
         "--rngguard-trace",
@@ -293,6 +306,7 @@ def freeze_package(name: str = "snapshot") -> Path:
         target / "pytest_rngguard",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
+    shutil.copy(HERE / "floor.py", target / "rngguard_floor.py")
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(target), *([path] if path else [])])
     return target

@@ -99,6 +99,7 @@ class Guard:
         "fresh",
         "gathering",
         "header_sources",
+        "last_marker",
         "leaks",
         "monitor",
         "not_reproducible",
@@ -123,6 +124,8 @@ class Guard:
         self.current: ItemRun | None = None
         #: What ``pytest_runtest_protocol`` found for the test it is about to run.
         self.survey: tuple[pytest.Item, Survey] | None = None
+        #: The last ``deterministic`` marker seen, with its checked arguments (``_recipe``).
+        self.last_marker: tuple[pytest.Mark, int | None, Any] | None = None
         #: Set while an earlier, unlogged run of a repeated test is going on; its run stays
         #: ``current`` after its teardown, for ``_run_repeated`` to read.
         self.silent = False
@@ -364,6 +367,25 @@ def _allowed(item: pytest.Item, markers: list[pytest.Mark]) -> frozenset[str] | 
 
 
 def _recipe(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> Recipe:
+    """The recipe a ``deterministic`` marker asks for.  Its arguments are checked once per
+    marker object: the tests that share one (a module's ``pytestmark``, a parametrised
+    function's) follow each other, so the last one is kept."""
+    from .determinism import Recipe, derive_seed
+
+    cached = guard.last_marker
+    if cached is None or cached[0] is not marker:
+        cached = guard.last_marker = (marker, *_marker_arguments(item, guard, marker))
+    _, seed, rest = cached
+    if seed is None:
+        seed = derive_seed(guard.settings.seed, item.nodeid)
+    return Recipe(seed, *rest)
+
+
+def _marker_arguments(
+    item: pytest.Item, guard: Guard, marker: pytest.Mark
+) -> tuple[int | None, tuple[tuple[tuple[str, str], ...], bool, bool]]:
+    """A ``deterministic`` marker's seed (None: derived from each test's node id) and the
+    rest of its recipe; a bad argument fails the test, naming it."""
     unknown = set(marker.kwargs) - _DETERMINISTIC_KEYWORDS
     if unknown or len(marker.args) > 1 or (marker.args and "seed" in marker.kwargs):
         pytest.fail(
@@ -372,31 +394,24 @@ def _recipe(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> Recipe:
             f"kwargs={sorted(marker.kwargs)!r}",
             pytrace=False,
         )
-    from .determinism import Recipe, check_arguments, derive_seed
+    from .determinism import check_arguments
 
     seed = marker.args[0] if marker.args else marker.kwargs.get("seed")
+    torch_flags = marker.kwargs.get("torch_flags", True)
+    warn_only = marker.kwargs.get("warn_only", False)
     try:
-        checked_seed, env = check_arguments(
-            seed,
-            marker.kwargs.get("env"),
-            marker.kwargs.get("torch_flags", True),
-            marker.kwargs.get("warn_only", False),
-        )
+        checked_seed, env = check_arguments(seed, marker.kwargs.get("env"), torch_flags, warn_only)
         repeat = marker.kwargs.get("repeat")
         if repeat is not None and (
             isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1
         ):
             raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
     except ValueError as exc:
-        pytest.fail(f"{item.nodeid}: deterministic: {exc}", pytrace=False)
-    if checked_seed is None:
-        checked_seed = derive_seed(guard.settings.seed, item.nodeid)
-    return Recipe(
-        checked_seed,
-        (*guard.settings.env_set, *env),
-        marker.kwargs.get("torch_flags", True),
-        marker.kwargs.get("warn_only", False),
-    )
+        problem = str(exc)
+    else:
+        return checked_seed, ((*guard.settings.env_set, *env), torch_flags, warn_only)
+    # Outside the handler, so the error is not shown as raised while handling the ValueError.
+    pytest.fail(f"{item.nodeid}: deterministic: {problem}", pytrace=False)
 
 
 def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
@@ -648,11 +663,11 @@ def _end_of_call(guard: Guard, run: ItemRun) -> None:
     run.called = True
     if guard.watching:
         _check(guard, run)
-    if run.applied is not None and (guard.silent or guard.earlier or guard.settings.fingerprints):
-        # What the runs of a repeated test and the fingerprints compare (a test run once
-        # without fingerprints compares nothing).  Only what the recipe seeded: the other
-        # sources' states depend on what else ran in this process (which libraries were
-        # loaded, by which tests), not on this test.
+    if run.applied is not None and (guard.silent or _compared(guard)):
+        # What the runs of a repeated test and the fingerprints compare (an earlier run is
+        # silent; a test run once without fingerprints compares nothing).  Only what the
+        # recipe seeded: the other sources' states depend on what else ran in this process
+        # (which libraries were loaded, by which tests), not on this test.
         seeded = run.applied.seeded
         run.recorder.end_states = guard.monitor.capture(
             s for s in guard.monitor.available() if s.name in seeded
@@ -716,13 +731,19 @@ def _report_leaks(report: pytest.TestReport, guard: Guard, run: ItemRun, when: s
         _fail_report(report, run, when)
 
 
+def _compared(guard: Guard) -> bool:
+    """Whether a deterministic test's run is compared with anything: the earlier runs of a
+    repeated test, or the fingerprint file."""
+    return bool(guard.earlier or guard.settings.fingerprints)
+
+
 def _check_reproducible(
     item: pytest.Item, guard: Guard, run: ItemRun, report: pytest.TestReport
 ) -> None:
     """Compare this run with the earlier runs of the same test and with the fingerprint
     file; a difference fails the test as not reproducible."""
-    if guard.silent:
-        return
+    if guard.silent or not _compared(guard):
+        return  # an earlier run of a repeated test (the last compares them all), or once
     from .reproducibility import RepeatOutcome, compare_fingerprint, fingerprint, version_note
 
     earlier = guard.earlier

@@ -204,6 +204,49 @@ def test_module_marker_seeds_every_test_of_the_module(pytester: pytest.Pytester)
     run(pytester).assert_outcomes(passed=2)
 
 
+def test_tests_sharing_a_marker_each_get_their_own_seed_and_each_fail_a_bad_one(
+    pytester: pytest.Pytester,
+) -> None:
+    # The plugin checks a marker's arguments once per marker object; every test still gets
+    # the seed derived from its own node id, and every test of a bad marker fails.
+    pytester.makepyfile(
+        test_shared="""
+        import pytest
+        from pytest_rngguard.determinism import derive_seed
+
+        @pytest.mark.deterministic
+        @pytest.mark.parametrize("i", range(3))
+        def test_derived(i, rngguard_seed, request):
+            assert rngguard_seed == derive_seed(5, request.node.nodeid)
+
+        @pytest.mark.deterministic(seed=11)
+        @pytest.mark.parametrize("i", range(2))
+        def test_explicit(i, rngguard_seed):
+            assert rngguard_seed == 11
+
+        @pytest.mark.deterministic
+        def test_derived_again(rngguard_seed, request):
+            assert rngguard_seed == derive_seed(5, request.node.nodeid)
+        """,
+        test_bad="""
+        import pytest
+
+        pytestmark = pytest.mark.deterministic(warn_only="yes")
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_bad(i):
+            pass
+        """,
+    )
+    result = run(pytester, "--rngguard-seed=5")
+    result.assert_outcomes(passed=6, errors=3)
+    for number in range(3):
+        result.stdout.fnmatch_lines(
+            [f"*test_bad[[]{number}]: deterministic: warn_only must be True or False, got 'yes'"]
+        )
+    result.stdout.no_fnmatch_line("*During handling of the above exception*")
+
+
 def test_the_base_seed_changes_every_derived_seed(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
