@@ -538,6 +538,10 @@ def test_versions_name_python_and_the_loaded_libraries() -> None:
     loaded = {"python": platform.python_version(), "numpy": np.__version__}
     if torch is not None:
         loaded["torch"] = torch.__version__
+    # Loaded by other tests of this process where installed (the GPU suite imports CuPy).
+    for name in ("tensorflow", "cupy"):
+        if name in sys.modules:
+            loaded[name] = sys.modules[name].__version__
     assert versions() == loaded
 
 
