@@ -11,7 +11,11 @@ show how much of the guard's cost is the shape of the job rather than its code:
   fixture's setup, of the call and of the teardown: the guard's own capture functions for
   every loaded source into a dictionary, compared with the last one.  No run record, no
   markers, no classification, no report: what is left of the guard once everything that
-  tells the user anything is taken out.
+  tells the user anything is taken out;
+* ``floor-classify`` (``--floor-checks --floor-classify``): as ``floor-checks``, and each
+  source whose state differs is classified by the guard's own ``classify`` (a draw, a
+  reseed, a replacement): the least a guard must do to tell a test that draws numbers from
+  one that reseeds.
 
 Not part of the plugin and never installed; ``bench/run.py`` and ``bench/instructions.py``
 copy it next to the frozen package they measure.
@@ -27,6 +31,7 @@ import pytest
 
 _captures: list[tuple[str, Callable[[], Any]]] = []
 _sources: list[Any] = []
+_classify: dict[str, Callable[[Any, Any], Any]] = {}
 _seen = -1
 _last: dict[str, Any] = {}
 changed = 0  # checks that found a difference (read by nobody: it keeps the compare honest)
@@ -34,6 +39,7 @@ changed = 0  # checks that found a difference (read by nobody: it keeps the comp
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--floor-checks", action="store_true", help="bench: also check states")
+    parser.addoption("--floor-classify", action="store_true", help="bench: and classify changes")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_rngguard.sources import build_sources
 
         _sources.extend(build_sources(()))
+        if config.getoption("floor_classify"):
+            _classify.update((s.name, s.classify) for s in _sources)
         from pytest_rngguard.plugin import _stand_in_function
 
         config.pluginmanager.register(_Checks(_stand_in_function()), "rngguard-floor-checks")
@@ -56,6 +64,11 @@ def _check() -> None:
     current = {name: capture() for name, capture in _captures}
     if current != _last:
         changed += 1
+        if _classify:
+            for name, after in current.items():
+                before = _last.get(name)
+                if before is None or before != after:
+                    _classify[name](before, after)
     _last = current
 
 

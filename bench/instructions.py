@@ -50,6 +50,7 @@ DEFAULT_CONFIGS = (
     "deterministic",
     "floor-hooks",
     "floor-checks",
+    "floor-classify",
 )
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 

@@ -115,6 +115,20 @@ CONFIGS = (
         reject=("rngguard:",),
     ),
     Config(
+        "floor-classify",
+        "floor: + classification",
+        (
+            "-p",
+            "no:rngguard",
+            *NO_RANDOMLY,
+            "-p",
+            "rngguard_floor",
+            "--floor-checks",
+            "--floor-classify",
+        ),
+        reject=("rngguard:",),
+    ),
+    Config(
         "trace",
         "--rngguard-trace",
         (*NO_RANDOMLY, "--rngguard-trace"),
