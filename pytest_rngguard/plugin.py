@@ -35,6 +35,9 @@ MARKERS = (
     "with every RNG seeded and the determinism environment set, then put it all back",
 )
 _DETERMINISTIC_KEYWORDS = frozenset({"seed", "env", "torch_flags", "warn_only", "repeat"})
+#: A ``deterministic`` marker's checked arguments: its seed (None: derived from each test's
+#: node id), then the rest of its recipe (environment pairs, torch_flags, warn_only).
+MarkerArguments = tuple[int | None, tuple[tuple[tuple[str, str], ...], bool, bool]]
 
 
 #: What one walk up a test's nodes finds (``_survey``): its ``allow_rng_leak`` markers, its
@@ -125,7 +128,7 @@ class Guard:
         #: What ``pytest_runtest_protocol`` found for the test it is about to run.
         self.survey: tuple[pytest.Item, Survey] | None = None
         #: The last ``deterministic`` marker seen, with its checked arguments (``_recipe``).
-        self.last_marker: tuple[pytest.Mark, int | None, Any] | None = None
+        self.last_marker: tuple[pytest.Mark, MarkerArguments] | None = None
         #: Set while an earlier, unlogged run of a repeated test is going on; its run stays
         #: ``current`` after its teardown, for ``_run_repeated`` to read.
         self.silent = False
@@ -374,16 +377,14 @@ def _recipe(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> Recipe:
 
     cached = guard.last_marker
     if cached is None or cached[0] is not marker:
-        cached = guard.last_marker = (marker, *_marker_arguments(item, guard, marker))
-    _, seed, rest = cached
+        cached = guard.last_marker = (marker, _marker_arguments(item, guard, marker))
+    seed, rest = cached[1]
     if seed is None:
         seed = derive_seed(guard.settings.seed, item.nodeid)
     return Recipe(seed, *rest)
 
 
-def _marker_arguments(
-    item: pytest.Item, guard: Guard, marker: pytest.Mark
-) -> tuple[int | None, tuple[tuple[tuple[str, str], ...], bool, bool]]:
+def _marker_arguments(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> MarkerArguments:
     """A ``deterministic`` marker's seed (None: derived from each test's node id) and the
     rest of its recipe; a bad argument fails the test, naming it."""
     unknown = set(marker.kwargs) - _DETERMINISTIC_KEYWORDS
@@ -743,7 +744,9 @@ def _check_reproducible(
     """Compare this run with the earlier runs of the same test and with the fingerprint
     file; a difference fails the test as not reproducible."""
     if guard.silent or not _compared(guard):
-        return  # an earlier run of a repeated test (the last compares them all), or once
+        # An earlier run of a repeated test (the last run compares them all), or a test run
+        # once without a fingerprint file: nothing to compare.
+        return
     from .reproducibility import RepeatOutcome, compare_fingerprint, fingerprint, version_note
 
     earlier = guard.earlier
