@@ -61,10 +61,11 @@ def build_monitor() -> Any:
     from pytest_rngguard.origins import IgnoreRules, PathShortener
     from pytest_rngguard.settings import Settings
     from pytest_rngguard.sources import build_sources
+    from pytest_rngguard.sourceset import SourceSet
 
     settings = Settings()
     monitor = Monitor(
-        build_sources(settings.env_watched, settings.sources),
+        SourceSet(build_sources(settings.env_watched, settings.sources)),
         ignore=IgnoreRules(settings.ignore),
         shorten=PathShortener(os.getcwd()),
         trace=settings.trace,
@@ -167,7 +168,7 @@ def seeding(monitor: Any, number: int, repeat: int) -> dict[str, float]:
     from pytest_rngguard.determinism import Recipe, apply, derive_seed, undo
     from pytest_rngguard.sources.torch_flags import TorchFlags, current_flags, set_flags
 
-    available = monitor.available()
+    available = monitor.sources
     recipe = Recipe(1234)
 
     def apply_undo() -> None:

@@ -6,21 +6,24 @@ import contextlib
 import hashlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .origins import ImportWatcher
 from .sources import Source, build_sources
-from .sources.base import library_of
+from .sources.base import import_module_of
 from .sources.env import read_environ
 from .sources.torch_flags import INDUCTOR_CONFIG, TorchFlags, current_flags, set_flags
+from .sourceset import SourceSet
 
 #: What every deterministic test gets, after the vLLM reproducibility recipe.
 RECIPE_ENV = (
     ("VLLM_ENABLE_V1_MULTIPROCESSING", "0"),
     ("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
 )
-SEED_LIMIT = 2**32  # every library accepts [0, 2**32): NumPy's legacy seed is the tightest
+SEED_LIMIT = 2**32  # derived seeds: every library takes [0, 2**32) as it is
+#: Explicit seeds: torch takes 64 bits; NumPy's legacy seed is given the seed's 32-bit words.
+MAX_SEED = 2**64 - 1
 
 
 def derive_seed(base: int, nodeid: str) -> int:
@@ -49,8 +52,10 @@ def check_arguments(
     seed: Any, env: Any, torch_flags: Any, warn_only: Any
 ) -> tuple[int | None, tuple[tuple[str, str], ...]]:
     """Validate the marker's / context manager's arguments; ValueError names the bad one."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+    ):
+        raise ValueError(f"seed must be an integer from 0 to 2**64 - 1, or None, got {seed!r}")
     if env is None:
         pairs: tuple[tuple[str, str], ...] = ()
     elif isinstance(env, Mapping) and all(
@@ -68,7 +73,7 @@ def check_arguments(
 class Applied:
     """Everything a recipe changed, and how it was before."""
 
-    __slots__ = ("env", "flags", "inductor", "recipe", "states", "watcher")
+    __slots__ = ("env", "flags", "inductor", "listener", "recipe", "states", "watcher")
 
     def __init__(
         self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]
@@ -80,8 +85,10 @@ class Applied:
         self.env = env
         #: The torch flags before the recipe set them; None where not set.
         self.flags: TorchFlags | None = None
-        #: Seeds the libraries first imported while the recipe is applied; None once undone.
+        #: Seeds the libraries first imported while the recipe is applied; None once undone:
+        #: its own import watcher, or a listener on the plugin's monitor's.
         self.watcher: ImportWatcher | None = None
+        self.listener: tuple[list[Callable[[str], None]], Callable[[str], None]] | None = None
         #: torch inductor's ``deterministic`` before the recipe set it; None where not set.
         self.inductor: bool | None = None
 
@@ -90,30 +97,43 @@ class Applied:
         """The names of the sources the recipe seeded."""
         return tuple(self.states)
 
+    @property
+    def watching(self) -> bool:
+        return self.watcher is not None or self.listener is not None
+
+
+#: Called with a source's name and its state before the recipe seeds it.
+Record = Callable[[str, Any], None]
+
 
 def apply(
     recipe: Recipe,
-    sources: Sequence[Source],
+    sources: SourceSet,
+    *,
     adopted: Callable[[tuple[str, ...]], None] | None = None,
+    record: Record | None = None,
+    listeners: list[Callable[[str], None]] | None = None,
 ) -> Applied:
     """Save, then seed every available source and set the environment and torch flags.
 
     A library first imported later, before :func:`undo` (``import numpy`` in the test
     itself), is seeded the moment its import finishes; ``adopted`` is told the names of the
-    sources seeded then.
+    sources seeded then.  ``record`` is told each source's state before it is seeded (the
+    plugin puts them back with the rest of the test's changes), and ``listeners`` is the
+    list of an import watcher already installed, to listen to instead of installing one.
     """
     environment = recipe.environment()
     saved_env = read_environ(environment)
-    states: dict[str, Any] = {}
-    for source in sources:
-        if source.seedable and source.available():
-            states[source.name] = source.capture()
-            source.seed(recipe.seed)
-    applied = Applied(recipe, states, saved_env)
+    applied = Applied(recipe, {}, saved_env)
+    for source in sources.available():
+        if source.seedable:
+            _seed(applied, sources, source, record)
     os.environ.update(environment)
     if "torch" in sys.modules:
         _set_flags(applied)
-    later = {library_of(s.module) for s in sources if s.seedable and s.name not in states}
+    later = {
+        import_module_of(s) for s in sources.sources if s.seedable and s.name not in applied.states
+    }
     if recipe.torch_flags and applied.flags is None:
         later.add("torch")
     if recipe.torch_flags and applied.inductor is None:
@@ -121,13 +141,30 @@ def apply(
     if later:
 
         def imported(name: str) -> None:
-            names = _adopt(applied, sources, name)
+            if name not in later:
+                return
+            names = _adopt(applied, sources, name, record)
             if names and adopted is not None:
                 adopted(names)
 
-        applied.watcher = ImportWatcher(later, imported)
-        applied.watcher.install()
+        if listeners is not None:
+            listeners.append(imported)
+            applied.listener = (listeners, imported)
+        else:
+            applied.watcher = ImportWatcher(later, imported)
+            applied.watcher.install()
     return applied
+
+
+def _seed(applied: Applied, sources: SourceSet, source: Source, record: Record | None) -> None:
+    before = sources.capture_now(source)
+    if before is None:
+        return  # not ready (a library still initialising): seeded when its import ends
+    if record is not None:
+        record(source.name, before)
+    applied.states[source.name] = before
+    if not sources.seed(source, applied.recipe.seed):
+        del applied.states[source.name]  # it raised: put back and disabled
 
 
 def _set_flags(applied: Applied) -> None:
@@ -147,35 +184,41 @@ def _set_inductor(applied: Applied) -> None:
     config.deterministic = True
 
 
-def _adopt(applied: Applied, sources: Sequence[Source], library: str) -> tuple[str, ...]:
-    """Seed the sources of ``library``, whose import has just finished, and set the flags."""
-    if applied.watcher is None:  # undone already (an import in another thread)
+def _adopt(
+    applied: Applied, sources: SourceSet, module: str, record: Record | None
+) -> tuple[str, ...]:
+    """Seed the sources whose library's import (``module``) has just finished, and set the
+    flags."""
+    if not applied.watching:  # undone already (an import in another thread)
         return ()
     names = []
-    for source in sources:
+    for source in sources.sources:
         if not source.seedable or source.name in applied.states:
             continue
-        if library_of(source.module) != library or source.module not in sys.modules:
+        if import_module_of(source) != module:
             continue
-        # The library has run, though Python still marks it as initialising until the import
-        # statement returns: a source that checks for that is ready when it is the library.
-        if source.module != library and not source.available():
-            continue
-        applied.states[source.name] = source.capture()
-        source.seed(applied.recipe.seed)
-        names.append(source.name)
-    if library == "torch" and applied.flags is None:
+        _seed(applied, sources, source, record)
+        if source.name in applied.states:
+            names.append(source.name)
+    if module == "torch" and applied.flags is None:
         _set_flags(applied)
-    if library == INDUCTOR_CONFIG and applied.flags is not None:
+    if module == INDUCTOR_CONFIG and applied.flags is not None:
         _set_inductor(applied)
     return tuple(names)
 
 
-def undo(applied: Applied, sources: Sequence[Source]) -> None:
-    """Put back everything ``apply`` changed, exactly, unset variables included."""
+def undo(applied: Applied, sources: SourceSet, *, restore_sources: bool = True) -> list[str]:
+    """Put back everything ``apply`` changed, exactly, unset variables included; returns the
+    names of the sources that could not be put back.  Without ``restore_sources`` the
+    seeded sources are left to whoever ``record`` told (the plugin)."""
     if applied.watcher is not None:
         applied.watcher.uninstall()
         applied.watcher = None
+    if applied.listener is not None:
+        listeners, imported = applied.listener
+        with contextlib.suppress(ValueError):
+            listeners.remove(imported)
+        applied.listener = None
     for name, value in applied.env.items():
         if value is None:
             os.environ.pop(name, None)
@@ -186,11 +229,9 @@ def undo(applied: Applied, sources: Sequence[Source]) -> None:
     config: Any = sys.modules.get(INDUCTOR_CONFIG)
     if applied.inductor is not None and config is not None:
         config.deterministic = applied.inductor
-    by_name = {s.name: s for s in sources}
-    for name, state in applied.states.items():
-        source = by_name.get(name)
-        if source is not None and source.available():
-            source.restore(state)
+    if not restore_sources:
+        return []
+    return sorted(sources.restore(applied.states).failed)
 
 
 @contextlib.contextmanager
@@ -213,7 +254,7 @@ def deterministic(
     """
     checked_seed, pairs = check_arguments(seed, env, torch_flags, warn_only)
     recipe = Recipe(checked_seed or 0, pairs, torch_flags, warn_only)
-    sources = build_sources(())
+    sources = SourceSet(build_sources(()))
     applied = apply(recipe, sources)
     try:
         yield recipe.seed

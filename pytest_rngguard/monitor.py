@@ -4,14 +4,17 @@ A run (a test's setup, one fixture, the test body, ...) is cut into stretches by
 :meth:`Monitor.checkpoint`; each checkpoint compares the sources with the state at the
 previous one, classifies what changed, attaches the seeding calls seen meanwhile, and makes
 the current state the new baseline.  Calls from ignored modules (pytest-randomly,
-Hypothesis, ``rngguard_ignore``) move the baseline instead of counting as changes.
+Hypothesis, ``rngguard_ignore``) move the baseline instead of counting as changes, and what
+such a module puts back (Hypothesis restores each example's state) never escaped.
+
+The monitor knows no library: what is particular to one lives in its source.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from .origins import (
@@ -25,9 +28,9 @@ from .origins import (
     origin_from_traceback,
 )
 from .snapshots import Change
-from .sources import ADVANCED, CHANGED, Difference, Seeder, Source
-from .sources.base import Detail, library_of
-from .sources.torch_cuda import QUEUED
+from .sources import ADVANCED, CHANGED, REPLACED, RESEEDED, Difference, Seeder, Source
+from .sources.base import Detail, import_module_of, library_of
+from .sourceset import Restored, SourceSet
 
 #: Reseeders whose calls a ``deterministic`` test undoes, so its own seeds win.
 HOLD_AGAINST = ("pytest_randomly", "pytest_randomly.*")
@@ -52,37 +55,56 @@ def _details(detail: Detail) -> tuple[str, ...]:
 class Monitor:
     def __init__(
         self,
-        sources: Sequence[Source],
+        sources: SourceSet,
         *,
         ignore: Callable[[str], bool],
         shorten: Callable[[str], str],
         trace: bool = False,
         keep_advanced: bool = True,
+        keep: Callable[[str], bool] | None = None,
     ) -> None:
-        self._sources: tuple[Source, ...] = tuple(sources)
-        #: Whether checkpoints return changes that drawing numbers explains (strict mode);
-        #: without it they are dropped before a ``Change`` is built for them.
+        self.sources = sources
+        #: Whether checkpoints return changes that drawing numbers explains (strict mode,
+        #: ``--rngguard-restore=all``); without it they are dropped before a ``Change`` is
+        #: built for them.
         self.keep_advanced = keep_advanced
         self._ignore = ignore
         self._shorten = shorten
+        #: Files whose frames are never skipped when looking for a caller (test modules).
+        self._keep = keep
         self.baseline: dict[str, Any] = {}
+        #: For each source changed since the last checkpoint, its state before the first
+        #: change (what undoing the stretch's changes puts back)...
+        self.changed_from: dict[str, Any] = {}
+        #: ... and the same for the changes the last checkpoint returned.
+        self.last_from: dict[str, Any] = {}
         self._events: list[Event] = []
         self._pending: list[Change] = []
+        #: Per source, the states ignored modules' calls started from, with how many changes
+        #: were pending then: a later call of theirs that puts one of these states back
+        #: undoes whatever came after it (Hypothesis around each example).
+        self._marks: dict[str, list[tuple[Any, int]]] = {}
         #: Events are recorded only while active (inside a watched stretch).
         self.active = False
         #: Sources a ``deterministic`` test holds against pytest-randomly's reseeds.
         self.held: frozenset[str] = frozenset()
-        #: Messages about sources that raised and were disabled, not yet shown.
-        self.errors: list[str] = []
+        #: Told the name of each watched module whose import has just finished.
+        self.import_listeners: list[Callable[[str], None]] = []
         self.interceptor = Interceptor(self._intercepted)
         self._tracer = (
-            Tracer(lambda: self._sources, self.interceptor, self._traced) if trace else None
+            Tracer(lambda: tuple(self.sources.sources), self.interceptor, self._traced)
+            if trace
+            else None
         )
         self._modules_seen = -1
         #: (name, capture) of the sources available at the last refresh: the hot path.
         self._live: list[tuple[str, Callable[[], Any]]] = []
-        watched = {s.module for s in sources}
-        watched.update(seeder.module for s in sources for seeder in s.seeders())
+        self._live_of: tuple[Source, ...] = ()
+        watched = set()
+        for source in sources.sources:
+            watched.add(source.module)
+            watched.add(import_module_of(source))
+            watched.update(seeder.module for seeder in source.seeders())
         self._watcher = ImportWatcher(watched, self._module_imported)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -100,95 +122,94 @@ class Monitor:
             self._tracer.stop()
         self.interceptor.uninstall()
 
+    def watch(self, modules: set[str]) -> None:
+        """Also tell the import listeners when these modules have been imported."""
+        self._watcher.names.update(modules)
+
+    @property
+    def watching_imports(self) -> bool:
+        return self._watcher in sys.meta_path
+
+    @property
+    def errors(self) -> list[str]:
+        return self.sources.errors
+
     def _module_imported(self, name: str) -> None:
         self._modules_seen = -1
         self.refresh()
+        for source_name in self.sources.imported(name):
+            # Became available with this import: what it started from is its import state,
+            # not "unknown" (a test that imports torch and seeds it leaked a reseed).
+            if self.baseline.get(source_name) is None:
+                self.baseline[source_name] = self.sources.import_states[source_name]
         # The module that just ran is still marked as initialising: look again next time.
         self._modules_seen = -1
+        for listener in list(self.import_listeners):
+            listener(name)
 
     def refresh(self) -> None:
         """Wrap the seeders of libraries loaded since the last look (cheap when none were)."""
-        if len(sys.modules) == self._modules_seen:
+        if len(sys.modules) == self._modules_seen and self._live_of is self.sources.sources:
             return
         self._modules_seen = len(sys.modules)
-        available = self.available()
+        available = self.sources.available()
         self._live = [(s.name, s.capture) for s in available]
+        self._live_of = self.sources.sources
         self.interceptor.install(available)
         if self._tracer is not None:
             self._tracer.refresh()
 
-    @property
-    def sources(self) -> tuple[Source, ...]:
-        return self._sources
-
     def available(self) -> list[Source]:
-        return [s for s in self._sources if s.available()]
+        return self.sources.available()
 
     def source(self, name: str) -> Source | None:
-        for source in self._sources:
-            if source.name == name:
-                return source
-        return None
+        return self.sources.get(name)
 
     # -- capturing -------------------------------------------------------------------------
 
-    def capture(self, sources: Iterable[Source] | None = None) -> dict[str, Any]:
+    def capture(self, sources: list[Source] | None = None) -> dict[str, Any]:
         if sources is None:
-            try:
-                return {name: capture() for name, capture in self._live}
-            except Exception:
-                pass  # the careful loop below finds and disables the source that raised
-        states = {}
-        for source in self._sources if sources is None else sources:
-            if source.available():
+            if self._live_of is self.sources.sources:
                 try:
-                    states[source.name] = source.capture()
-                except Exception as exc:
-                    self.disable(source, "capturing its state", exc)
-        return states
+                    return {name: capture() for name, capture in self._live}
+                except Exception:
+                    pass  # the careful capture below finds and disables the source that raised
+            states = self.sources.capture()
+            self._modules_seen = -1  # rebuild the hot path without it
+            return states
+        return self.sources.capture(sources)
 
-    def restore(self, states: dict[str, Any], names: Iterable[str] | None = None) -> list[str]:
-        """Put the named sources (all in ``states`` by default) back; returns those restored."""
-        restored = []
-        for source in self._sources:
-            name = source.name
-            if name not in states or (names is not None and name not in names):
-                continue
-            if not source.available():
-                continue
-            try:
-                source.restore(states[name])
-            except Exception as exc:
-                self.disable(source, "restoring its state", exc)
-                continue
-            restored.append(name)
-            if name in self.baseline:
-                self.baseline[name] = states[name]
+    def restore(self, states: dict[str, Any], names: list[str] | None = None) -> Restored:
+        """Put the named sources (all in ``states`` by default) back, confirming each; the
+        baseline becomes what they read back as."""
+        restored = self.sources.restore(states, names)
+        for name, state in restored.states.items():
+            if name in self.baseline or state is not None:
+                self.baseline[name] = state
         return restored
 
     def disable(self, source: Source, doing: str, exc: BaseException) -> None:
-        self._sources = tuple(s for s in self._sources if s is not source)
-        self._live = [(name, capture) for name, capture in self._live if name != source.name]
+        self.sources.disable(source, doing, exc)
         self.baseline.pop(source.name, None)
-        self.errors.append(
-            f"rngguard: the source {source.name!r} raised {exc!r} while {doing}; it is not "
-            f"checked for the rest of this session"
-        )
 
     # -- stretches -------------------------------------------------------------------------
+
+    def _forget(self) -> None:
+        self._events.clear()
+        self._pending = []
+        self._marks.clear()
+        self.changed_from = {}
 
     def reset(self) -> dict[str, Any]:
         """Start a new stretch from the current state, forgetting anything unattributed."""
         self.refresh()
         self.baseline = self.capture()
-        self._events.clear()
-        self._pending.clear()
+        self._forget()
         return dict(self.baseline)
 
     def settle(self) -> None:
         """Forget the calls seen so far; the baseline, already current, stays."""
-        self._events.clear()
-        self._pending.clear()
+        self._forget()
 
     def idle(self) -> bool:
         """Whether the monitor has seen nothing since the last checkpoint: no seeding call, no
@@ -206,38 +227,50 @@ class Monitor:
         finally:
             self.active = active
 
+    def _unchanged(self, current: dict[str, Any], baseline: dict[str, Any]) -> bool:
+        try:
+            return bool(current == baseline)
+        except Exception:
+            return False  # a state whose comparison raises: the careful loop tells
+
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the
-        new baseline."""
+        new baseline.  ``last_from`` then holds each changed source's earlier state."""
         self.refresh()
         current = self.capture()
         baseline = self.baseline
-        if current == baseline and not self._pending:
+        if not self._pending and self._unchanged(current, baseline):
             self._events.clear()
+            self._marks.clear()
+            self.last_from = {}
             return []
         changes = self._pending
+        changed_from = self.last_from = self.changed_from
+        self.changed_from = {}
         for name, after in current.items():
             before = baseline.get(name)
-            if before is None or before != after:
-                source = self.source(name)
-                if source is not None:
-                    changes.extend(self._classify(source, before, after))
-        self.baseline = current
+            source = self.sources.get(name)
+            if source is None:
+                continue
+            if before is not None and self.sources.equal(source, before, after):
+                continue
+            found = self._classify(source, before, after)
+            if found:
+                changed_from.setdefault(name, before)
+                changes.extend(found)
+        self.baseline = {n: s for n, s in current.items() if self.sources.get(n) is not None}
         self._pending = []
         self._events.clear()
+        self._marks.clear()
         return changes
 
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
-        try:
-            differences = source.classify(before, after)
-        except Exception as exc:
-            self.disable(source, "classifying a change", exc)
-            return []
+        differences = self.sources.classify(source, before, after)
         name = source.name
         events = [e for e in self._events if e.source == name] if self._events else []
         if before is None and not differences and events:
-            # Loaded during the stretch and set by a call we saw: its state alone cannot
-            # tell (a seed followed by draws), the call can.
+            # Loaded during the stretch, without its import state seen, and set by a call we
+            # saw: its state alone cannot tell (a seed followed by draws), the call can.
             last = events[-1]
             if last.kind != CHANGED:
                 differences = [Difference(last.kind, _details(last.detail)[0])]
@@ -250,16 +283,17 @@ class Monitor:
             )
             kind, origin = difference.kind, None
             if calls:
-                last = calls[-1]
-                origin = last.origin
-                if last.kind != CHANGED and self._explains(source, last, after):
-                    kind = last.kind
+                explaining = self._explaining(source, calls, before, after)
+                if explaining is None:
+                    origin = calls[-1].origin
+                else:
+                    origin = explaining.origin
+                    if explaining.kind != CHANGED:
+                        kind = explaining.kind
             if kind == ADVANCED and not self.keep_advanced:
                 continue
-            if not calls and (
-                difference.detail == QUEUED or (name == "torch.cuda" and before is None)
-            ):
-                origin = self._queued_origin()
+            if origin is None and not calls:
+                origin = self._hinted_origin(source)
             changes.append(
                 Change(
                     name,
@@ -272,23 +306,44 @@ class Monitor:
             )
         return changes
 
-    def _explains(self, source: Source, event: Event, after: Any) -> bool:
-        """Whether the state right after ``event`` leads to ``after`` by draws alone."""
-        if event.after is None or event.after == after:
-            return True
-        try:
-            return all(d.kind == ADVANCED for d in source.classify(event.after, after))
-        except Exception:
-            return False
+    def _explaining(
+        self, source: Source, calls: list[Event], before: Any, after: Any
+    ) -> Event | None:
+        """The call that explains the final state ``after``: the last one, unless it only put
+        back a state the stretch had earlier (``torch.random.fork_rng``'s exit,
+        ``isolated()``): then the call that first made that state.  None when the last call
+        put back the state the stretch started from, or no call explains ``after``."""
+        last = calls[-1]
+        if last.after is None:
+            return last  # seen by the tracer only: the best there is
+        if before is not None and self.sources.equal(source, last.after, before):
+            return None
+        explaining = last
+        for call in calls[:-1]:
+            if call.after is not None and self.sources.equal(source, call.after, last.after):
+                explaining = call
+                break
+        return explaining if self._explains(source, explaining, after) else None
 
-    def _queued_origin(self) -> Origin | None:
-        """torch keeps the stack of the last queued CUDA seeding call: use it."""
-        cuda = sys.modules.get("torch.cuda")
-        tracker = getattr(cuda, "_lazy_seed_tracker", None)
-        for entry in reversed(getattr(tracker, "call_order", None) or []):
-            if entry:
-                return origin_from_traceback(entry[1], self._shorten)
-        return None
+    def _explains(self, source: Source, event: Event, after: Any) -> bool:
+        """Whether the state right after ``event`` leads to ``after`` by draws alone.  A
+        seeding call followed by more draws than can be followed forward still explains it:
+        nothing else was seen setting the state."""
+        if self.sources.equal(source, event.after, after):
+            return True
+        kinds = {d.kind for d in self.sources.classify(source, event.after, after)}
+        return kinds <= {ADVANCED} or (event.kind in (RESEEDED, REPLACED) and kinds == {REPLACED})
+
+    def _hinted_origin(self, source: Source) -> Origin | None:
+        """The origin a source's library remembers for its last change, where it keeps one."""
+        hint = getattr(source, "origin_hint", None)
+        if hint is None:
+            return None
+        try:
+            lines = hint()
+        except Exception:
+            return None
+        return origin_from_traceback(lines, self._shorten) if lines else None
 
     # -- seeing calls ----------------------------------------------------------------------
 
@@ -307,10 +362,10 @@ class Monitor:
         library = library_of(source.module)
         if called_by_plugin(frame, library):
             return original(*args, **kwargs)  # our own seeding and restoring
-        caller = caller_frame(frame, library)
+        caller = caller_frame(frame, library, self._keep)
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
         if caller is not None and self._ignore(module):
-            return self._ignored_call(original, args, kwargs, source, module)
+            return self._ignored_call(original, args, kwargs, source, seeder, module)
         result = original(*args, **kwargs)
         self._events.append(
             Event(
@@ -318,7 +373,7 @@ class Monitor:
                 seeder.kind,
                 detail,
                 build_origin(caller, self._shorten) if caller is not None else None,
-                self._capture_one(source),
+                self.sources.capture_one(source),
             )
         )
         return result
@@ -326,19 +381,11 @@ class Monitor:
     def _traced(self, source: Source, kind: str, frame: Any) -> None:
         if not self.active:
             return
-        caller = caller_frame(frame, library_of(source.module))
+        caller = caller_frame(frame, library_of(source.module), self._keep)
         if caller is None or self._ignore(str(caller.f_globals.get("__name__", ""))):
             return
         origin = build_origin(caller, self._shorten)
         self._events.append(Event(source.name, kind, None, origin, None))
-
-    def _capture_one(self, source: Source) -> Any:
-        if not source.available():
-            return None
-        try:
-            return source.capture()
-        except Exception:
-            return None
 
     def _ignored_call(
         self,
@@ -346,24 +393,47 @@ class Monitor:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         source: Source,
+        seeder: Seeder,
         module: str,
     ) -> Any:
         """Settle what the stretch did to this source so far, let the call happen, and make
-        its result the new baseline: an ignored module's change is nobody's leak."""
+        its result the new baseline: an ignored module's change is nobody's leak.  A call
+        that puts back the state one of its earlier calls started from (Hypothesis, after
+        an example) also undoes what happened in between: that never escaped."""
         name = source.name
-        if name in self.baseline:
-            now = self._capture_one(source)
-            if now is not None and now != self.baseline[name]:
-                self._pending.extend(self._classify(source, self.baseline[name], now))
+        sources = self.sources
+        start = sources.capture_one(source)
+        if name in self.baseline and start is not None:
+            before = self.baseline[name]
+            if before is None or not sources.equal(source, start, before):
+                found = self._classify(source, before, start)
+                if found:
+                    self.changed_from.setdefault(name, before)
+                    self._pending.extend(found)
+        if self._events:
             self._events = [e for e in self._events if e.source != name]
         hold = name in self.held and any(
             module == p or (p.endswith(".*") and module.startswith(p[:-1])) for p in HOLD_AGAINST
         )
-        saved = self._capture_one(source) if hold else None
         result = original(*args, **kwargs)
-        if saved is not None:
-            source.restore(saved)
-        now = self._capture_one(source)
+        if hold and start is not None:
+            sources.restore({name: start})
+        now = sources.capture_one(source)
+        marks = self._marks.setdefault(name, [])
+        for index, (state, pending) in enumerate(marks if seeder.kind == REPLACED else ()):
+            if now is not None and sources.equal(source, state, now):
+                self._undo_pending(name, pending)
+                del marks[index:]
+                break
+        else:
+            marks.append((start, len(self._pending)))
         if now is not None:
             self.baseline[name] = now
         return result
+
+    def _undo_pending(self, name: str, keep: int) -> None:
+        """Drop the changes of ``name`` set aside after the first ``keep`` pending ones."""
+        kept = [c for c in self._pending[keep:] if c.source != name]
+        self._pending = self._pending[:keep] + kept
+        if not any(c.source == name for c in self._pending):
+            self.changed_from.pop(name, None)

@@ -102,17 +102,46 @@ def _in(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
-#: Standard-library plumbing between a caller and the library it calls: the mixin methods of
-#: the collection ABCs (``os.environ.update`` and ``setdefault`` run there).
-_PLUMBING = ("_collections_abc", "collections.abc")  # it sets its own __name__
+#: Modules whose frames never name an origin: the test runner.  A seeding call made from one
+#: of them (pytest-randomly's, through its hooks) names the plugin that called it.
+_SKIPPED = ("_pytest", "pytest", "pluggy")
 
 
-def caller_frame(frame: FrameType | None, library: str) -> FrameType | None:
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple({p + os.sep for p in (paths.get("stdlib"), paths.get("platstdlib")) if p})
+
+
+_STDLIB_DIRS = _stdlib_dirs()
+
+
+@functools.lru_cache(maxsize=4096)
+def in_stdlib(filename: str) -> bool:
+    """Whether code from ``filename`` is the standard library's (``contextlib``, ``os``, the
+    collection ABCs): plumbing between a caller and the library it calls, never an origin."""
+    if filename.startswith("<frozen "):
+        return True
+    if not filename.startswith(_STDLIB_DIRS):
+        return False
+    return f"{os.sep}site-packages{os.sep}" not in filename and "dist-packages" not in filename
+
+
+def _plumbing(frame: FrameType, module: str) -> bool:
+    return in_stdlib(frame.f_code.co_filename) or any(_in(module, p) for p in _SKIPPED)
+
+
+def caller_frame(
+    frame: FrameType | None, library: str, keep: Callable[[str], bool] | None = None
+) -> FrameType | None:
     """The innermost frame, walking out from ``frame``, that is outside ``library``, this
-    plugin and the standard library's plumbing: the code that called into the RNG library."""
+    plugin, the standard library and the test runner: the code that called into the RNG
+    library.  A frame of a file ``keep`` names (a collected test module, a conftest) is
+    never skipped, though the library's own test suite lives inside the library."""
     while frame is not None:
+        if keep is not None and keep(frame.f_code.co_filename):
+            return frame
         module = _module_of(frame)
-        if not (_in(module, library) or _in(module, _OWN_PACKAGE) or module in _PLUMBING):
+        if not (_in(module, library) or _in(module, _OWN_PACKAGE) or _plumbing(frame, module)):
             return frame
         frame = frame.f_back
     return None
@@ -124,12 +153,12 @@ _PASS_THROUGH = frozenset({"wrapper", "_intercepted", "_ignored_call"})
 
 
 def called_by_plugin(frame: FrameType | None, library: str) -> bool:
-    """Whether the first frame outside ``library``, the plumbing and the interception's own
-    wrappers, walking out from ``frame``, is this plugin's: its own seeding and restoring,
-    never a user's call."""
+    """Whether the first frame outside ``library``, the standard library and the
+    interception's own wrappers, walking out from ``frame``, is this plugin's: its own
+    seeding and restoring, never a user's call."""
     while frame is not None:
         module = _module_of(frame)
-        if not (_in(module, library) or module in _PLUMBING):
+        if not (_in(module, library) or in_stdlib(frame.f_code.co_filename)):
             if not _in(module, _OWN_PACKAGE):
                 return False
             if frame.f_code.co_name not in _PASS_THROUGH:
@@ -170,7 +199,7 @@ def origin_from_traceback(lines: Sequence[str], shorten: Callable[[str], str]) -
         number, _, function = rest.partition(", in ")
         if number.isdigit():
             frames.append((path, int(number), function))
-    user = [f for f in frames if f"{os.sep}torch{os.sep}" not in f[0]]
+    user = [f for f in frames if f"{os.sep}torch{os.sep}" not in f[0] and not in_stdlib(f[0])]
     user = [f for f in user if not any(f"{os.sep}{p}{os.sep}" in f[0] for p in _RUNNER_PREFIXES)]
     if not user:
         return None
@@ -289,11 +318,12 @@ class ImportWatcher:
     """
 
     def __init__(self, names: Iterable[str], imported: Callable[[str], None]) -> None:
-        self._names = frozenset(names)
+        #: The watched module names (more can be added while installed).
+        self.names = set(names)
         self._imported = imported
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname not in self._names:
+        if fullname not in self.names:
             return None
         spec = None
         finders = sys.meta_path

@@ -19,6 +19,7 @@ from .settings import Settings, add_options, resolve
 
 if TYPE_CHECKING:
     from .determinism import Applied, Recipe
+    from .ledger import Ledger, Putback, Targets
     from .monitor import Monitor
     from .report import Leak
     from .reproducibility import Recorder, Rngguard
@@ -61,15 +62,14 @@ class ItemRun:
         "nodeid",
         "phase",
         "seed",
-        "start",
     )
 
-    def __init__(self, item: pytest.Item, start: dict[str, Any]) -> None:
+    def __init__(self, item: pytest.Item) -> None:
         self.item = item
         self.nodeid = item.nodeid
-        self.start = start
         self.phase = "setup"
-        self.fixtures: list[str] = []
+        #: The fixtures being set up, innermost last.
+        self.fixtures: list[pytest.FixtureDef[Any]] = []
         self.leaks: list[Leak] = []
         self.allowed: frozenset[str] | None = frozenset()  # None: every source
         self.masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
@@ -98,28 +98,42 @@ class Guard:
         "current",
         "deterministic_ran",
         "earlier",
+        "entered",
         "fingerprints",
         "fresh",
         "gathering",
         "header_sources",
         "last_marker",
         "leaks",
+        "ledger",
         "monitor",
         "not_reproducible",
         "quiet",
         "rootdir",
+        "scoped",
         "settings",
         "settled",
         "silent",
         "stored",
         "survey",
         "tests",
+        "unsettled",
         "watching",
     )
 
-    def __init__(self, settings: Settings, monitor: Monitor, rootdir: str) -> None:
+    def __init__(self, settings: Settings, monitor: Monitor, ledger: Ledger, rootdir: str) -> None:
         self.settings = settings
         self.monitor = monitor
+        #: Every change not undone yet, with the scope (test, fixture, collector) it belongs to.
+        self.ledger = ledger
+        #: Collectors whose import changed state, with the states it left: set again for
+        #: their own tests (``_enter_scopes``), undone when pytest tears them down.
+        self.scoped: dict[pytest.Collector, dict[str, Any]] = {}
+        #: The collectors of ``scoped`` whose tests are running now, outermost first.
+        self.entered: list[pytest.Collector] = []
+        #: Leaks handed on (to the xdist controller) before their scope ended: their final
+        #: put-back is handed on at the end of the session.
+        self.unsettled: list[Leak] = []
         self.rootdir = rootdir
         #: The test being run, from the start of its setup to its teardown's report.  Kept
         #: here rather than in the item's stash: every stash lookup is a Python call, and
@@ -134,7 +148,8 @@ class Guard:
         self.silent = False
         #: Earlier runs of the repeated test now running: (outcome, recorder) of each.
         self.earlier: list[tuple[str, Recorder]] = []
-        self.collecting: list[tuple[str, dict[str, Any]]] = []
+        #: The collectors being collected, innermost last, with the leaks found so far.
+        self.collecting: list[tuple[pytest.Collector, list[Leak]]] = []
         self.collection_leaks: list[Leak] = []
         self.leaks: list[Leak] = []
         self.not_reproducible: list[dict[str, Any]] = []
@@ -174,20 +189,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    from .ledger import Ledger
     from .monitor import Monitor
     from .origins import IgnoreRules, PathShortener
     from .sources import build_sources
+    from .sourceset import SourceSet
 
     settings = resolve(config)
-    sources = build_sources(settings.env_watched, settings.sources)
+    sources = SourceSet(build_sources(settings.env_watched, settings.sources))
     monitor = Monitor(
         sources,
         ignore=IgnoreRules(settings.ignore),
         shorten=PathShortener(config.rootpath),
         trace=settings.trace,
-        keep_advanced=settings.strict,
+        # ``restore=all`` puts draws back too: it needs to know which sources drew.
+        keep_advanced=settings.strict or settings.restore == "all",
     )
-    guard = Guard(settings, monitor, str(config.rootpath))
+    guard = Guard(settings, monitor, Ledger(), str(config.rootpath))
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
     if settings.fingerprints and not settings.fingerprints_update:
         from .reproducibility import load_fingerprints
@@ -241,17 +259,30 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     monitor = guard.monitor
     guard.settled = False
     if guard.collecting:
-        _collection_leaks(guard, collector, guard.collecting[-1][0], monitor.checkpoint())
+        outer, found = guard.collecting[-1]
+        found.extend(_collected(guard, outer, monitor.checkpoint()))
     else:
         monitor.reset()
-    guard.collecting.append((collector.nodeid, dict(monitor.baseline)))
+    leaks: list[Leak] = []
+    guard.collecting.append((collector, leaks))
     try:
         return (yield)
     finally:
-        nodeid, before = guard.collecting.pop()
-        leaks = _collection_leaks(guard, collector, nodeid, monitor.checkpoint())
-        if leaks and guard.settings.restore != "none":
-            monitor.restore(before, {leak.change.source for leak in leaks})
+        guard.collecting.pop()
+        leaks.extend(_collected(guard, collector, monitor.checkpoint()))
+        if guard.ledger.owns(collector):
+            # The import's changes are its own tests' alone: put back for whatever is
+            # collected or run next, and kept to be set again when its tests run.
+            left = dict(monitor.baseline)
+            targets = guard.ledger.release(collector)
+            guard.scoped[collector] = {name: left[name] for name in targets if name in left}
+            _put_back(guard, targets)
+        if leaks:
+            guard.collection_leaks.extend(leaks)
+            if guard.settings.mode == "warn":
+                from .report import render_test
+
+                collector.warn(RNGLeakWarning(render_test(collector.nodeid, leaks)))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -265,59 +296,146 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         guard.fresh = guard.quiet
 
 
-def _collection_leaks(
-    guard: Guard, collector: pytest.Collector, nodeid: str, changes: list[Change]
-) -> list[Leak]:
-    leaks = _flag(guard, changes, nodeid, "collection", None, frozenset(), frozenset())
-    if leaks:
-        from .report import render_test
+def _collected(guard: Guard, collector: pytest.Collector, changes: list[Change]) -> list[Leak]:
+    """Take what a collector's import (a test module's, a conftest's) changed."""
+    if not changes:
+        return []
+    from .report import COLLECTION
 
-        guard.collection_leaks.extend(leaks)
-        if guard.settings.mode == "warn":
-            collector.warn(RNGLeakWarning(render_test(nodeid, leaks)))
-    return leaks
+    allowed = _allowed_quietly(collector)
+    return _take(
+        guard, changes, collector, COLLECTION, collector.nodeid, "collection", None, allowed
+    )
 
 
-def _flag(
+def _allowed_quietly(node: pytest.Collector) -> frozenset[str] | None:
+    """What a module's ``allow_rng_leak`` markers (``pytestmark``) allow, for its import;
+    a bad marker allows nothing here (its tests report the bad argument)."""
+    markers = list(node.iter_markers("allow_rng_leak"))
+    if not markers:
+        return frozenset()
+    try:
+        return _allowed(node, markers)
+    except pytest.fail.Exception:
+        return frozenset()
+
+
+def _take(
     guard: Guard,
     changes: list[Change],
+    owner: object,
+    scope: str,
     nodeid: str,
     phase: str,
     fixture: str | None,
     allowed: frozenset[str] | None,
-    masked: frozenset[tuple[str, str]],
+    masked: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Leak]:
-    """The changes that are leaks: flagged, not allowed by a marker, not the marker's own."""
-    if allowed is None:
-        return []
-    strict = guard.settings.strict
-    flagged = [
-        change
-        for change in changes
-        if change.flagged(strict)
-        and change.source not in allowed
-        and (change.source, "") not in masked
-        and (change.source, change.detail) not in masked
-    ]
-    if not flagged:
-        return []
+    """The changes that are leaks (flagged, not allowed by a marker, not the marker's own);
+    and every change that ``--rngguard-restore`` puts back, noted under the scope that made
+    it (``owner``), to be undone when that scope ends."""
+    from .ledger import Putback
     from .report import Leak
 
-    restored = guard.settings.restore != "none"
-    return [Leak(nodeid, phase, fixture, change, restored) for change in flagged]
+    settings = guard.settings
+    strict, restore = settings.strict, settings.restore
+    befores = guard.monitor.last_from
+    ledger = guard.ledger
+    leaks = []
+    putbacks: dict[str, Putback] = {}
+    for change in changes:
+        source = change.source
+        flagged = change.flagged(strict)
+        putback = None
+        if (
+            flagged
+            and allowed is not None
+            and source not in allowed
+            and (source, "") not in masked
+            and (source, change.detail) not in masked
+        ):
+            putback = putbacks.get(source)
+            if putback is None:
+                putback = putbacks[source] = Putback()
+            leaks.append(Leak(nodeid, phase, fixture, change, putback, scope))
+        if restore == "all" or (restore == "leaked" and flagged):
+            ledger.record(owner, source, befores.get(source), putback)
+    return leaks
+
+
+def _put_back(guard: Guard, targets: Targets) -> None:
+    """Restore what a scope's end puts back, and settle each leak's put-back on what the
+    sources then read back as."""
+    if not targets:
+        return
+    monitor = guard.monitor
+    states = {name: state for name, (state, _) in targets.items()}
+    with monitor.paused():
+        restored = monitor.restore(states)
+    for name, (_, putbacks) in targets.items():
+        why = restored.failed.get(name)
+        for putback in putbacks:
+            putback.settle(why is None, why or "")
+
+
+def _release(guard: Guard, owner: object) -> None:
+    if guard.ledger.owns(owner):
+        _put_back(guard, guard.ledger.release(owner))
 
 
 # -- running tests ---------------------------------------------------------------------------
 
 
 def _check(guard: Guard, run: ItemRun) -> None:
-    """Check the sources now, and keep what the test leaked since the last check."""
+    """Check the sources now, and keep what the test (or the fixture being set up) changed
+    since the last check."""
     changes = guard.monitor.checkpoint()
-    if changes:
-        fixture = run.fixtures[-1] if run.fixtures else None
-        run.leaks.extend(
-            _flag(guard, changes, run.nodeid, run.phase, fixture, run.allowed, run.masked)
-        )
+    if not changes:
+        return
+    from .report import TEST
+
+    owner: object = run
+    scope, fixture = TEST, None
+    if run.fixtures:
+        fixturedef = run.fixtures[-1]
+        fixture = fixturedef.argname
+        if fixturedef.scope != "function":
+            # A wider fixture's change holds for every test in its scope, until it is
+            # finalised (``pytest_fixture_post_finalizer``).
+            owner, scope = fixturedef, f"fixture {fixture!r} ({fixturedef.scope})"
+    run.leaks.extend(
+        _take(guard, changes, owner, scope, run.nodeid, run.phase, fixture, run.allowed, run.masked)
+    )
+
+
+def _enter_scopes(guard: Guard, run: ItemRun) -> None:
+    """Set the state a collector's import left for its tests, as their own scope begins."""
+    chain = [node for node in run.item.listchain() if node in guard.scoped]
+    entering = [node for node in chain if node not in guard.entered]
+    if not entering:
+        return
+    if guard.watching:
+        _check(guard, run)  # what ran since the last test is not overwritten unseen
+    monitor, ledger = guard.monitor, guard.ledger
+    for node in entering:
+        states = guard.scoped[node]
+        for name in states:
+            ledger.record(node, name, monitor.baseline.get(name))
+        with monitor.paused():
+            failed = monitor.restore(states).failed
+        for name, why in sorted(failed.items()):
+            monitor.errors.append(
+                f"rngguard: {name} could not be set for the tests of {node.nodeid} as their "
+                f"import left it: {why}"
+            )
+        guard.entered.append(node)
+
+
+def _leave_scopes(guard: Guard, nextitem: pytest.Item | pytest.Collector | None) -> None:
+    """Undo the import states of the collectors pytest has just torn down."""
+    staying = set(nextitem.listchain()) if nextitem is not None else set()
+    while guard.entered and guard.entered[-1] not in staying:
+        _release(guard, guard.entered.pop())
 
 
 def _survey(item: pytest.Item) -> Survey:
@@ -343,7 +461,9 @@ def _survey(item: pytest.Item) -> Survey:
     return allow, deterministic, own_setups
 
 
-def _allowed(item: pytest.Item, markers: list[pytest.Mark]) -> frozenset[str] | None:
+def _allowed(
+    item: pytest.Item | pytest.Collector, markers: list[pytest.Mark]
+) -> frozenset[str] | None:
     names: set[str] = set()
     for marker in markers:
         extra = set(marker.kwargs) - {"reason"}
@@ -430,8 +550,16 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
         if guard.watching:
             monitor.held = frozenset(applied.seeded)
 
+    def record(name: str, before: Any) -> None:
+        # The seeds are the test's changes: undone with the rest of them, after a wider
+        # fixture set up during the test has had its own change kept.
+        guard.ledger.record(run, name, before)
+
+    listeners = monitor.import_listeners if monitor.watching_imports else None
     with monitor.paused():
-        applied = apply(recipe, monitor.sources, adopted=hold)
+        applied = apply(
+            recipe, monitor.sources, adopted=hold, record=record, listeners=listeners
+        )
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
     hold()
@@ -445,6 +573,8 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
 
 
 def _finish_deterministic(guard: Guard, run: ItemRun, applied: Applied) -> None:
+    """Undo what the recipe set beside the sources (the environment, the flags); the seeded
+    sources go back with the test's other changes."""
     if run.hypothesis_seed is not None:
         function, previous = run.hypothesis_seed
         if previous is None:
@@ -455,7 +585,7 @@ def _finish_deterministic(guard: Guard, run: ItemRun, applied: Applied) -> None:
 
     monitor = guard.monitor
     with monitor.paused():
-        undo(applied, monitor.sources)
+        undo(applied, monitor.sources, restore_sources=False)
     monitor.held = frozenset()
 
 
@@ -561,15 +691,11 @@ class Watcher:
         """Start watching the test.  A plain hook runs inside every wrapper, so a bad marker
         argument raised here fails the setup and leaves the other plugins' wrappers paired."""
         guard = self.guard
-        if not guard.watching:
-            start: dict[str, Any] = {}
-        elif guard.settled:
-            start = dict(guard.monitor.baseline)  # what the last test's teardown left
-        else:
-            start = guard.monitor.reset()
+        if guard.watching and not guard.settled:
+            guard.monitor.reset()
             guard.fresh = guard.quiet
         guard.settled = False
-        run = guard.current = ItemRun(item, start)
+        run = guard.current = ItemRun(item)
         found = guard.survey
         allow, deterministic, own_setups = (
             found[1] if found is not None and found[0] is item else _survey(item)
@@ -577,6 +703,8 @@ class Watcher:
         guard.fresh = guard.fresh and own_setups
         if allow:
             run.allowed = _allowed(item, allow)
+        if guard.scoped:
+            _enter_scopes(guard, run)
         if deterministic is not None:
             _start_deterministic(item, guard, run, _recipe(item, guard, deterministic))
 
@@ -597,7 +725,7 @@ class Watcher:
         if not (guard.fresh and monitor.idle()):
             _check(guard, run)
         guard.fresh = False
-        run.fixtures.append(fixturedef.argname)
+        run.fixtures.append(fixturedef)
         try:
             return (yield)
         finally:
@@ -621,7 +749,19 @@ class Watcher:
         try:
             return (yield)
         finally:
-            _finish(item, guard, run)
+            _finish(item, guard, run, nextitem)
+
+    def pytest_fixture_post_finalizer(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> None:
+        """A wider fixture's changes end with it: checked up to its teardown, then undone."""
+        guard = self.guard
+        if not guard.ledger.owns(fixturedef):
+            return
+        run = guard.current
+        if run is not None and run.phase != DONE and guard.watching:
+            _check(guard, run)
+        _release(guard, fixturedef)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -671,29 +811,30 @@ def _end_of_call(guard: Guard, run: ItemRun) -> None:
         # (which libraries were loaded, by which tests), not on this test.
         seeded = run.applied.seeded
         run.recorder.end_states = guard.monitor.capture(
-            s for s in guard.monitor.available() if s.name in seeded
+            [s for s in guard.monitor.available() if s.name in seeded]
         )
 
 
-def _finish(item: pytest.Item, guard: Guard, run: ItemRun) -> None:
-    """After teardown: last check, put sources back, and tell the user."""
+def _finish(
+    item: pytest.Item, guard: Guard, run: ItemRun, nextitem: pytest.Item | None
+) -> None:
+    """After teardown: last check, put back what the test changed (and what the import of
+    each collector pytest has just torn down changed), and tell the user."""
     monitor = guard.monitor
     if guard.watching:
         _check(guard, run)
     if run.applied is not None:
         _finish_deterministic(guard, run, run.applied)
     run.phase = DONE
+    _release(guard, run)
+    if guard.entered:
+        _leave_scopes(guard, nextitem)
     if not guard.watching:
         return
-    restore = guard.settings.restore
-    if restore == "all":
-        monitor.restore(run.start)
-    elif restore == "leaked" and run.leaks:
-        monitor.restore(run.start, {leak.change.source for leak in run.leaks})
     if run.applied is None:
         monitor.settle()
     else:
-        monitor.reset()  # undoing the recipe moved the states under the baseline
+        monitor.reset()  # undoing the recipe moved the environment and flags under it
     # The next test starts from this baseline: the code that runs before its start (other
     # plugins' setup wrappers) is then checked as part of its setup.
     guard.settled = True
@@ -721,15 +862,18 @@ def _show_errors(node: pytest.Item | pytest.Collector, guard: Guard) -> None:
 
 
 def _report_leaks(report: pytest.TestReport, guard: Guard, run: ItemRun, when: str) -> None:
-    """Put the phase's leaks on its report (where xdist's controller reads them), gather
-    them, and in ``fail`` mode fail the report."""
-    leaks = [leak for leak in run.leaks if leak.phase == when]
-    if leaks:
-        report.rngguard_leaks = [leak.to_json() for leak in leaks]  # type: ignore[attr-defined]
-        if guard.gathering and not guard.silent:
-            guard.leaks.extend(leaks)
+    """In ``fail`` mode fail the report; once the test is over, put its leaks on its last
+    report (where xdist's controller reads them, each settled as far as it is) and gather
+    them."""
     if guard.settings.mode == "fail":
         _fail_report(report, run, when)
+    if when != "teardown" or guard.silent:
+        return
+    report.rngguard_leaks = [leak.to_json() for leak in run.leaks]  # type: ignore[attr-defined]
+    if guard.gathering:
+        guard.leaks.extend(run.leaks)
+    # A wider scope's change is put back when that scope ends, later in the session.
+    guard.unsettled.extend(leak for leak in run.leaks if leak.putback.done is None)
 
 
 def _compared(guard: Guard) -> bool:
@@ -982,11 +1126,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     guard = _guard(session.config)
     if guard is None:
         return
+    # Every fixture and collector is torn down by now: whatever is still recorded (a run
+    # cut short) goes back, so that nothing the session's tests changed outlives it.
+    if guard.ledger:
+        _put_back(guard, guard.ledger.release_all())
+    guard.entered.clear()
+    guard.scoped.clear()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         # An xdist worker: the controller reports; hand it what no test report carries.
         workeroutput["rngguard_collection_leaks"] = [
             leak.to_json() for leak in guard.collection_leaks
+        ]
+        workeroutput["rngguard_settled"] = [
+            [list(leak.key()), leak.putback.done is True, leak.putback.why]
+            for leak in guard.unsettled
         ]
         return
     settings = guard.settings
@@ -1032,12 +1186,20 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         return
     from .report import Leak
 
+    output = getattr(node, "workeroutput", {})
     seen = {json.dumps(leak.to_json(), sort_keys=True) for leak in guard.collection_leaks}
-    for data in getattr(node, "workeroutput", {}).get("rngguard_collection_leaks", []):
+    for data in output.get("rngguard_collection_leaks", []):
         key = json.dumps(data, sort_keys=True)
         if key not in seen:
             seen.add(key)
             guard.collection_leaks.append(Leak.from_json(data))
+    # What became of the changes of wider scopes, which ended after their report was sent.
+    settled = {tuple(key): (done, why) for key, done, why in output.get("rngguard_settled", [])}
+    if settled:
+        for leak in guard.leaks:
+            found = settled.get(leak.key())
+            if found is not None and leak.putback.done is None:
+                leak.putback.settle(*found)
 
 
 # -- fixtures --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .ledger import Putback
 from .origins import Origin
 from .snapshots import Change
 from .sources import CHANGED, REPLACED, RESEEDED
@@ -18,15 +19,29 @@ REPORT_VERSION = 1
 TRACE_HINT = "origin unknown: re-run with --rngguard-trace to find the call"
 
 
+#: Where a leak's change is kept until its scope ends (``Leak.scope``): the test's own,
+#: which ends after its teardown, is TEST; a module's import is COLLECTION; a wider fixture's
+#: change names the fixture and its scope (``fixture 'model' (module)``).
+TEST = "test"
+COLLECTION = "collection"
+
+
 @dataclasses.dataclass(frozen=True)
 class Leak:
-    """A flagged change, with where it happened."""
+    """A flagged change, with where it happened and whether it was put back."""
 
     nodeid: str
     phase: str  # collection, setup, call or teardown
     fixture: str | None
     change: Change
-    restored: bool
+    #: Settled when the change's scope ends: whether the source read back as before.
+    putback: Putback = dataclasses.field(default_factory=Putback, compare=False)
+    #: The scope the change belongs to (see TEST and COLLECTION).
+    scope: str = TEST
+
+    @property
+    def restored(self) -> bool:
+        return self.putback.done is True
 
     def to_json(self) -> dict[str, Any]:
         origin = self.change.origin
@@ -42,6 +57,9 @@ class Leak:
             # Not in the JSON report (SPEC fixes its fields); carried for xdist and text.
             "description": self.change.description,
             "calls": [c.to_json() for c in self.change.calls],
+            "scope": self.scope,
+            "settled": self.putback.done is not None,
+            "why": self.putback.why,
         }
 
     @classmethod
@@ -55,12 +73,28 @@ class Leak:
             Origin.from_json(origin) if origin else None,
             tuple(Origin.from_json(c) for c in data.get("calls", ())),
         )
-        return cls(data["nodeid"], data["phase"], data.get("fixture"), change, data["restored"])
+        putback = Putback()
+        if data.get("settled", True):
+            putback.settle(bool(data["restored"]), data.get("why", ""))
+        return cls(
+            data["nodeid"],
+            data["phase"],
+            data.get("fixture"),
+            change,
+            putback,
+            data.get("scope", TEST),
+        )
+
+    def key(self) -> tuple[str, str, str | None, str, str, str]:
+        """What tells a leak apart from the others of a run (for settling it later)."""
+        change = self.change
+        return (self.nodeid, self.phase, self.fixture, change.source, change.detail, change.kind)
 
     def report_json(self) -> dict[str, Any]:
         """Exactly the fields of a leak in the JSON report."""
         data = self.to_json()
-        del data["description"], data["calls"]
+        for field in ("description", "calls", "scope", "settled", "why"):
+            del data[field]
         return data
 
 
@@ -96,10 +130,41 @@ def render_test(nodeid: str, leaks: Sequence[Leak]) -> str:
     lines = [f"{nodeid} changed global random state:"]
     for leak in leaks:
         lines.extend(f"  {line}" for line in render_change(leak))
-    restored = sorted({leak.change.label for leak in leaks if leak.restored})
-    if restored:
-        lines.append(f"  put back after the test: {', '.join(restored)}")
+    lines.extend(f"  {line}" for line in render_putbacks(leaks))
     return "\n".join(lines)
+
+
+def render_putbacks(leaks: Sequence[Leak]) -> list[str]:
+    """What became of the leaked states: put back, kept for a wider scope, or not put back."""
+    back: list[str] = []
+    later: list[str] = []
+    kept: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}
+    for leak in leaks:
+        label, done = leak.change.label, leak.putback.done
+        if done is False:
+            failed.setdefault(label, leak.putback.why)
+        elif leak.scope == COLLECTION:
+            kept.setdefault("put back after the import, set again for this module's tests", [])
+            kept["put back after the import, set again for this module's tests"].append(label)
+        elif done is None and leak.scope != TEST:
+            kept.setdefault(f"kept while {leak.scope} is in use, put back after it", []).append(
+                label
+            )
+        elif done:
+            back.append(label)
+        elif leak.putback.held:
+            later.append(label)  # told before the test is over (a failure in fail mode)
+    lines = []
+    if back:
+        lines.append(f"put back after the test: {', '.join(sorted(set(back)))}")
+    if later:
+        lines.append(f"to be put back after the test: {', '.join(sorted(set(later)))}")
+    for what, labels in kept.items():
+        lines.append(f"{what}: {', '.join(sorted(set(labels)))}")
+    for label, why in sorted(failed.items()):
+        lines.append(f"not put back: {label} ({why})" if why else f"not put back: {label}")
+    return lines
 
 
 def group_key(leak: Leak) -> tuple[str, str, str, str]:

@@ -7,7 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .origins import Origin
-from .sources import ADVANCED, KINDS, Source
+from .sources import ADVANCED, Source
+from .sourceset import SourceSet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,20 +32,21 @@ class Change:
         return f"{self.source}[{self.detail}]" if self.detail else self.source
 
 
-def severity(kind: str) -> int:
-    return KINDS.index(kind) if kind in KINDS else len(KINDS)
-
-
 class Snapshot(Mapping[str, Any]):
     """The captured state of every available source at one moment."""
 
-    def __init__(self, sources: Sequence[Source], states: dict[str, Any]) -> None:
-        self._sources = {s.name: s for s in sources}
+    def __init__(self, sources: SourceSet | Sequence[Source], states: dict[str, Any]) -> None:
+        self._set = sources if isinstance(sources, SourceSet) else SourceSet(sources)
         self._states = states
 
     @classmethod
-    def capture(cls, sources: Sequence[Source]) -> Snapshot:
-        return cls(sources, {s.name: s.capture() for s in sources if s.available()})
+    def capture(cls, sources: SourceSet | Sequence[Source]) -> Snapshot:
+        source_set = sources if isinstance(sources, SourceSet) else SourceSet(sources)
+        return cls(source_set, source_set.capture())
+
+    @property
+    def source_set(self) -> SourceSet:
+        return self._set
 
     def __getitem__(self, name: str) -> Any:
         return self._states[name]
@@ -63,18 +65,16 @@ class Snapshot(Mapping[str, Any]):
         changes: list[Change] = []
         for name, after in other._states.items():
             before = self._states.get(name)
-            if before is not None and before == after:
+            source = other._set.get(name) or self._set.get(name)
+            if source is None or (before is not None and other._set.equal(source, before, after)):
                 continue
-            source = other._sources.get(name) or self._sources[name]
             changes.extend(
                 Change(name, d.kind, d.detail, d.description)
-                for d in source.classify(before, after)
+                for d in other._set.classify(source, before, after)
             )
         return changes
 
-    def restore(self) -> None:
-        """Put every source captured here back as it was."""
-        for name, state in self._states.items():
-            source = self._sources[name]
-            if source.available():
-                source.restore(state)
+    def restore(self) -> list[str]:
+        """Put every source captured here back as it was; returns the names of those that
+        could not be (each with its reason in ``source_set.errors`` where it raised)."""
+        return sorted(self._set.restore(self._states).failed)

@@ -87,6 +87,24 @@ class Source(Protocol):
     def trace_targets(self) -> Sequence[TraceTarget]: ...
 
 
+# Optional members of a source, looked up with ``getattr`` (a third-party source may lack them):
+#
+# ``import_module: str`` -- the module whose import creates the state (default: the top-level
+# package of ``module``).  The moment that import finishes, the state is captured: it is what
+# a source that became available during a test is put back to, and what its first change is
+# classified against.
+#
+# ``origin_hint() -> Sequence[str] | None`` -- ``traceback.format_stack()`` text of the last
+# call that set the state, where the library keeps one (torch does for seeds it queues until
+# CUDA starts); used when no intercepted call explains a change.
+
+
+def import_module_of(source: Source) -> str:
+    """The module whose import creates ``source``'s state (see above)."""
+    module = getattr(source, "import_module", None)
+    return module if isinstance(module, str) and module else library_of(source.module)
+
+
 class ModuleSource:
     """Defaults for a source that is available when its library is loaded."""
 

@@ -115,81 +115,160 @@ def _numpy_memory() -> _NumpyMemory | None:
 
 
 _MTRAND = "numpy.random.mtrand"
+_GAUSS = struct.Struct("i4xd")
+#: The state of a global generator whose bit generator is not an MT19937
+#: (``np.random.set_bit_generator``): its public state, frozen into something comparable.
+_OTHER = "other"
+
+
+def _frozen(value: Any) -> Any:
+    """A bit generator's ``state`` dict as nested tuples of plain values (arrays as bytes)."""
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    tobytes = getattr(value, "tobytes", None)
+    if tobytes is not None and not isinstance(value, (int, float)):
+        return (str(getattr(value, "dtype", "")), bytes(tobytes()))
+    return value
 
 
 class NumpySource(ModuleSource):
     """Available as soon as ``numpy`` is imported.  NumPy 2 loads ``numpy.random`` lazily:
     until something loads it, the global generator does not exist yet, its state is captured
-    as None, and the plugin never imports it just to look.  Seeding it (the ``deterministic``
-    marker) loads it; restoring to None gives it a fresh, unpredictable seed, as a first
-    import would."""
+    as None, and the plugin never imports it just to look; its state the moment it is first
+    loaded is what the plugin puts back to (``import_module``).  Seeding it (the
+    ``deterministic`` marker) loads it.
+
+    The global generator is the ``RandomState`` behind ``np.random.rand`` and the other
+    module functions.  Its state is ``(key and position, cached gaussian, bit generator)``
+    as raw bytes, read from the MT19937's own memory where that is proven to work; the
+    generator and its bit generator are checked at every read (``set_bit_generator`` swaps
+    the bit generator), and anything unexpected is read through NumPy's public API."""
 
     name = "numpy"
     module = "numpy"
+    import_module = "numpy.random"
 
     def __init__(self) -> None:
-        self._prepared = False
-        self._memory: _NumpyMemory | None = None
         self._rand: Any = None
-        self._address = 0
-        self._views: tuple[Any, Any] = (None, None)
+        self._bit_generator: Any = None
+        #: Raw views over the MT19937's key block and the cached gaussian, valid while the
+        #: two objects above are the ones in use (they are held, so they stay alive).
+        self._views: tuple[Any, Any] | None = None
 
     def available(self) -> bool:
         numpy = sys.modules.get("numpy")
         # Not while numpy itself is still being imported (another thread, or its own hooks).
         return numpy is not None and not getattr(numpy.__spec__, "_initializing", False)
 
-    def _prepare(self) -> bool:
-        """Bind the global generator once ``numpy.random`` is loaded; False until then."""
-        if _MTRAND not in sys.modules:
-            return False
-        from numpy.random import mtrand
+    @staticmethod
+    def _global(mtrand: Any) -> Any:
+        """The RandomState the module functions draw from (they are its bound methods)."""
+        rand = getattr(getattr(mtrand, "get_state", None), "__self__", None)
+        return rand if rand is not None else mtrand._rand
 
-        self._rand = mtrand._rand
-        self._memory = _numpy_memory()
-        if self._memory is not None:
-            self._address = _address(self._rand)
-            self._views = self._memory.views(self._rand, self._address)
-        self._prepared = True
-        return True
+    def _bind(self, rand: Any, bit_generator: Any) -> None:
+        from numpy.random import MT19937, RandomState
+
+        self._rand, self._bit_generator, self._views = rand, bit_generator, None
+        if type(rand) is not RandomState or type(bit_generator) is not MT19937:
+            return
+        memory = _numpy_memory()
+        if memory is not None:
+            self._views = memory.views(rand, _address(rand))
+
+    def _current(self) -> Any:
+        """The global generator, with the views rebound if it or its bit generator changed;
+        None while ``numpy.random`` is not loaded."""
+        mtrand = sys.modules.get(_MTRAND)
+        if mtrand is None:
+            return None
+        rand = self._global(mtrand)
+        bit_generator = rand._bit_generator
+        if rand is not self._rand or bit_generator is not self._bit_generator:
+            self._bind(rand, bit_generator)
+        return rand
 
     def capture(self) -> Any:
-        if not self._prepared and not self._prepare():
+        rand = self._current()
+        if rand is None:
             return None
-        if self._memory is not None:
-            key, gauss = self._views
-            return key.raw, gauss.raw
-        state = self._rand.get_state()
-        return state[1].tobytes(), state[2:]
+        views = self._views
+        if views is not None:
+            return views[0].raw, views[1].raw, self._bit_generator
+        return self._public_state(rand)
+
+    def _public_state(self, rand: Any) -> Any:
+        bit_generator = self._bit_generator
+        if type(bit_generator).__name__ != "MT19937":
+            return _OTHER, _frozen(bit_generator.state), bit_generator
+        state: Any = rand.get_state()
+        key = state[1].tobytes() + struct.pack("i", int(state[2]))
+        return key, _GAUSS.pack(int(state[3]), float(state[4])), bit_generator
 
     def restore(self, state: Any) -> None:
-        if not self._prepared and not self._prepare():
+        rand = self._current()
+        if rand is None:
             return  # still not loaded: nothing to put back
         if state is None:  # it did not exist: start it afresh, as its first import does
-            self._rand.seed()
+            rand.seed()
             return
-        if self._memory is not None:
-            self._memory.write(self._rand, self._address, state)
+        key, gauss, bit_generator = state
+        if bit_generator is not self._bit_generator:
+            from numpy.random import mtrand
+
+            if rand is not mtrand._rand:
+                raise RuntimeError("the global RandomState was replaced: cannot restore it")
+            mtrand.set_bit_generator(bit_generator)
+            rand = self._current()
+        if key == _OTHER:
+            bit_generator.state = _thawed(gauss)
+            return
+        if self._views is not None:
+            memory = _numpy_memory()
+            assert memory is not None
+            memory.write(rand, _address(rand), (key, gauss))
             return
         import numpy
 
-        key = numpy.frombuffer(state[0], dtype=numpy.uint32).copy()
-        self._rand.set_state(("MT19937", key, *state[1]))
+        words = numpy.frombuffer(key[: mt.WORDS_BYTES], dtype=numpy.uint32).copy()
+        has_gauss, cached = _GAUSS.unpack(gauss)
+        rand.set_state(("MT19937", words, mt.native_int(key, mt.WORDS_BYTES), has_gauss, cached))
 
     def seed(self, seed: int) -> None:
-        import numpy.random  # numpy is loaded; this loads its lazy submodule at most
+        mtrand = sys.modules.get(_MTRAND)
+        if mtrand is None:
+            import importlib
 
-        numpy.random.mtrand._rand.seed(seed % 2**32)
+            # numpy is loaded; this loads its lazy submodule at most.  Not ``import
+            # numpy.random``: that reads the attribute, which recurses while the submodule is
+            # still being imported (the marker seeds it from an import hook).
+            importlib.import_module("numpy.random")
+            mtrand = sys.modules[_MTRAND]
+        rand = self._global(mtrand)
+        if seed < 2**32:
+            rand.seed(seed)
+            return
+        # NumPy's legacy seed takes 32 bits, or an array of 32-bit words (another routine):
+        # a larger seed is its words, so that distinct seeds never share a stream.
+        words = []
+        while seed:
+            words.append(seed & 0xFFFFFFFF)
+            seed >>= 32
+        rand.seed(words)
 
-    def _mt(self, state: Any) -> mt.MTState:
-        if self._memory is not None:
-            return self._memory.mt_state(state[0])
-        return mt.MTState(state[0], state[1][0])
+    @staticmethod
+    def _mt(state: Any) -> mt.MTState | None:
+        key = state[0]
+        if key == _OTHER:
+            return None
+        return mt.MTState(key[: mt.WORDS_BYTES], mt.native_int(key, mt.WORDS_BYTES))
 
     def classify(self, before: Any, after: Any) -> list[Difference]:
         if after is None:  # not loaded: cannot have changed
             return []
-        if before is not None and self._memory is not None:
+        if before is not None and before[2] is after[2] and before[0] is not _OTHER:
             old_raw, new_raw = before[0], after[0]
             # The same key block and a position not moved back: draws alone (the common
             # case, told without converting the states).
@@ -199,8 +278,10 @@ class NumpySource(ModuleSource):
                 return [DREW]
         new = self._mt(after)
         if before is None:  # loaded meanwhile: its import state carries the by-array marker
-            return [Difference(RESEEDED)] if mt.looks_int_seeded(new) else []
+            return [Difference(RESEEDED)] if new is not None and mt.looks_int_seeded(new) else []
         old = self._mt(before)
+        if old is None or new is None or before[2] is not after[2]:
+            return [Difference(REPLACED)]  # another bit generator: nothing to follow
         if old == new:  # only the cached gaussian was used
             return [Difference(ADVANCED)]
         return [Difference(mt_kind(mt.reachable(old, new), mt.looks_seeded(new)))]
@@ -209,13 +290,30 @@ class NumpySource(ModuleSource):
         return tuple(
             Seeder(module, target, kind)
             for module in ("numpy.random", "numpy.random.mtrand")
-            for target, kind in (("seed", RESEEDED), ("set_state", REPLACED))
+            for target, kind in (
+                ("seed", RESEEDED),
+                ("set_state", REPLACED),
+                ("set_bit_generator", REPLACED),
+            )
         )
 
     def trace_targets(self) -> Sequence[TraceTarget]:
         def owners() -> Sequence[object]:
             from numpy.random import mtrand
 
-            return (mtrand._rand,)
+            return (self._global(mtrand),)
 
         return (TraceTarget(owners, "seed", RESEEDED), TraceTarget(owners, "set_state", REPLACED))
+
+
+def _thawed(value: Any) -> Any:
+    """A frozen bit generator state back as the dict its ``state`` setter takes."""
+    import numpy
+
+    if isinstance(value, tuple) and value and all(
+        isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in value
+    ):
+        return {k: _thawed(v) for k, v in value}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], bytes):
+        return numpy.frombuffer(value[1], dtype=value[0]).copy()
+    return value

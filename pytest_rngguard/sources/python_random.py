@@ -29,33 +29,47 @@ class PythonRandomSource(ModuleSource):
         self._inst: Any = None
         self._view: Any = None
 
+    @staticmethod
+    def _global() -> Any:
+        """The instance the module functions draw from (they are its bound methods)."""
+        inst = getattr(random.getstate, "__self__", None)
+        return inst if inst is not None else random._inst  # type: ignore[attr-defined]
+
+    def _viewed(self, inst: Any) -> Any:
+        """A raw view of ``inst``'s state: only of an exact ``random.Random`` (a subclass may
+        lay out or keep its state otherwise), rebound whenever ``random._inst`` changes; the
+        instance is held, so the memory stays its."""
+        if inst is not self._inst:
+            memory = self._memory if type(inst) is random.Random else None
+            self._inst, self._view = inst, memory.view(inst) if memory is not None else None
+        return self._view
+
     def capture(self) -> Any:
-        inst = random._inst  # type: ignore[attr-defined]
-        if self._memory is not None:
-            if inst is not self._inst:
-                self._inst, self._view = inst, self._memory.view(inst)
-            return self._view.raw, inst.gauss_next  # type: ignore[attr-defined]
-        return inst.getstate()
+        inst = self._global()
+        view = self._viewed(inst)
+        if view is not None:
+            return view.raw, inst.gauss_next
+        _, words, gauss = inst.getstate()
+        return mt.RandomMemory.join(mt.MTState(mt.key_bytes(words[: mt.N]), words[mt.N])), gauss
 
     def restore(self, state: Any) -> None:
-        inst = random._inst  # type: ignore[attr-defined]
-        if self._memory is not None:
-            self._memory.write(inst, state[0])
-            inst.gauss_next = state[1]  # type: ignore[attr-defined]
-        else:
-            inst.setstate(state)
+        inst = self._global()
+        if self._viewed(inst) is not None:
+            self._memory.write(inst, state[0])  # type: ignore[union-attr]
+            inst.gauss_next = state[1]
+            return
+        split = mt.RandomMemory.split(state[0])
+        inst.setstate((3, (*mt.key_words(split.key), split.pos), state[1]))
 
     def seed(self, seed: int) -> None:
-        random._inst.seed(seed)  # type: ignore[attr-defined]  # what random.seed is bound to
+        self._global().seed(seed)  # what random.seed is bound to
 
-    def _mt(self, state: Any) -> mt.MTState:
-        if self._memory is not None:
-            return self._memory.split(state[0])
-        words = state[1]
-        return mt.MTState(mt.key_bytes(words[: mt.N]), words[mt.N])
+    @staticmethod
+    def _mt(state: Any) -> mt.MTState:
+        return mt.RandomMemory.split(state[0])
 
     def classify(self, before: Any, after: Any) -> list[Difference]:
-        if before is not None and self._memory is not None:
+        if before is not None:
             old_raw, new_raw = before[0], after[0]
             # The same key block and a position not moved back: draws alone.  The common
             # case, so it is told from the raw bytes without converting them.
@@ -74,6 +88,6 @@ class PythonRandomSource(ModuleSource):
 
     def trace_targets(self) -> Sequence[TraceTarget]:
         def owners() -> Sequence[object]:
-            return (random._inst,)  # type: ignore[attr-defined]
+            return (self._global(),)
 
         return (TraceTarget(owners, "seed", RESEEDED), TraceTarget(owners, "setstate", REPLACED))

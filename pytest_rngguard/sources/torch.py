@@ -180,14 +180,15 @@ class TorchSource(ModuleSource):
         import torch
 
         self._generator = torch.default_generator
+        self._view = None
         offset = _engine_offset()
-        if offset is not None:
+        if offset is not None and type(self._generator) is torch.Generator:
             address = _impl_address(self._generator) + offset
             self._view = (ctypes.c_char * _ENGINE_BYTES).from_address(address)
 
     def capture(self) -> Any:
-        if self._generator is None:
-            self._prepare()
+        if self._generator is not sys.modules["torch"].default_generator:
+            self._prepare()  # first use, or torch's default generator is another object now
         if self._view is not None:
             raw = self._view.raw
             if raw != self._raw:
@@ -196,7 +197,7 @@ class TorchSource(ModuleSource):
         return _serialised(self._generator)
 
     def restore(self, state: Any) -> None:
-        if self._generator is None:
+        if self._generator is not sys.modules["torch"].default_generator:
             self._prepare()
         if len(state) == _ENGINE_BYTES and self._view is not None:
             self._view.raw = state  # one memcpy; slice assignment copies byte by byte

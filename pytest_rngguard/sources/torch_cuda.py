@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from .base import ADVANCED, REPLACED, RESEEDED, Difference, ModuleSource, Seeder, TraceTarget
 
 QUEUED = "queued until CUDA initialises"
-#: What torch seeds a CUDA generator with when nobody queued a seed (``default_rng_seed_val``).
-DEFAULT_SEED = 67280421310721
+#: Above this, a device's seed is taken for one CUDA drew from entropy when it started (it
+#: seeds a device nobody queued a seed for with 64 random bits); user seeds are small.
+_ENTROPY = 2**32
 
 
 def _queued_seed(callback: Any) -> int | None:
@@ -51,19 +52,23 @@ class CudaState:
     )
 
 
-def _expected_seeds(
+#: What decides the seed a device starts with: the queued call (``("all", seed)`` or
+#: ``("current", seed)``; seed None where it cannot be read), or None for none (entropy).
+Decided: TypeAlias = "tuple[str, int | None] | None"
+
+
+def _deciding(
     queued: Sequence[tuple[str, int | None]], count: int, current: int
-) -> list[int]:
-    """The seed each device starts with when CUDA initialises after ``queued``."""
-    seeds = [DEFAULT_SEED] * count
-    for scope, seed in queued:
-        if seed is None:
-            continue
+) -> list[Decided]:
+    """For each device, the queued call whose seed it starts with when CUDA initialises."""
+    decided: list[Decided] = [None] * count
+    for entry in queued:
+        scope, _ = entry
         if scope == "all":
-            seeds = [seed] * count
+            decided = [entry] * count
         elif 0 <= current < count:
-            seeds[current] = seed
-    return seeds
+            decided[current] = entry
+    return decided
 
 
 class TorchCudaSource(ModuleSource):
@@ -122,10 +127,19 @@ class TorchCudaSource(ModuleSource):
             return
         generators = torch.cuda.default_generators
         if state.devices is None:
-            # CUDA started since: put each device where it would have started from then.
-            seeds = _expected_seeds(state.queued, len(generators), torch.cuda.current_device())
-            for generator, seed in zip(generators, seeds, strict=True):
-                generator.manual_seed(seed)
+            # CUDA started since: each device goes back to what it would have started from
+            # then, the seed queued for it or, where none was, a fresh one from entropy, as
+            # CUDA gives.  The queue too, so that it reads as it did.
+            tracker = torch.cuda._lazy_seed_tracker
+            tracker.manual_seed_cb, tracker.manual_seed_all_cb, order = state.entries
+            tracker.call_order = list(order)
+            self._last = ((), ())
+            decided = _deciding(state.queued, len(generators), torch.cuda.current_device())
+            for generator, entry in zip(generators, decided, strict=True):
+                if entry is None or entry[1] is None:
+                    generator.seed()
+                else:
+                    generator.manual_seed(entry[1])
             return
         for generator, (seed, offset) in zip(generators, state.devices, strict=False):
             generator.manual_seed(seed)
@@ -148,7 +162,7 @@ class TorchCudaSource(ModuleSource):
                 return [Difference(RESEEDED, QUEUED)]
             return []
         if before is None or before.devices is None:
-            return self._started(before, after.devices)
+            return self._started(before, after)
         changes = []
         for index, (old, new) in enumerate(zip(before.devices, after.devices, strict=False)):
             if old == new:
@@ -169,19 +183,38 @@ class TorchCudaSource(ModuleSource):
         return changes
 
     @staticmethod
-    def _started(
-        before: CudaState | None, devices: tuple[tuple[int, int], ...]
-    ) -> list[Difference]:
-        """CUDA started in this stretch: each device should hold the seed queued before (or
-        torch's default); another seed means someone seeded it since."""
-        queued = before.queued if before is not None else ()
+    def _started(before: CudaState | None, after: CudaState) -> list[Difference]:
+        """CUDA started in this stretch.  Starting it is never a change: each device starts
+        from the seed queued for it then (from entropy where none was).  What the stretch
+        queued before starting it is, and so is a device seeded since it started."""
+        devices = after.devices or ()
         current = _current_device()
-        expected = _expected_seeds(queued, len(devices), current)
-        return [
-            Difference(RESEEDED, f"cuda:{index}", f"seed {seed} after CUDA started")
-            for index, ((seed, _), want) in enumerate(zip(devices, expected, strict=True))
-            if seed != want
-        ]
+        now = _deciding(after.queued, len(devices), current)
+        then = _deciding(before.queued if before is not None else (), len(devices), current)
+        changes = []
+        for index, ((seed, offset), decided, earlier) in enumerate(
+            zip(devices, now, then, strict=True)
+        ):
+            label = f"cuda:{index}"
+            queued_seed = decided[1] if decided is not None else None
+            if decided != earlier:
+                described = f"seed {seed}, queued before CUDA started"
+                changes.append(Difference(RESEEDED, label, described))
+            elif seed != queued_seed and (queued_seed is not None or seed < _ENTROPY):
+                # Not what CUDA started it with: seeded since.
+                changes.append(Difference(RESEEDED, label, f"seed {seed} after CUDA started"))
+            elif offset > 0:
+                changes.append(Difference(ADVANCED, label, f"offset {offset} after CUDA started"))
+        return changes
+
+    def origin_hint(self) -> Sequence[str] | None:
+        """torch keeps the stack of each seeding call it queues until CUDA starts."""
+        cuda = sys.modules.get("torch.cuda")
+        tracker = getattr(cuda, "_lazy_seed_tracker", None)
+        for entry in reversed(getattr(tracker, "call_order", None) or []):
+            if entry:
+                return list(entry[1])
+        return None
 
     def seeders(self) -> Sequence[Seeder]:
         return tuple(
