@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -158,6 +159,12 @@ def apply(
 
 def _seed(applied: Applied, sources: SourceSet, source: Source, record: Record | None) -> None:
     before = sources.capture_now(source)
+    if before is None and source.available():
+        # Its library is loaded but the state not created yet (NumPy 2 loads numpy.random
+        # on first use): create it, so that every run of the test seeds the same sources.
+        with contextlib.suppress(Exception):
+            importlib.import_module(import_module_of(source))
+        before = sources.capture_now(source)
     if before is None:
         return  # not ready (a library still initialising): seeded when its import ends
     if record is not None:

@@ -31,7 +31,11 @@ def test_reports_a_test_module_that_seeds_at_import_as_a_collection_leak(
     assert report["leaks"][0]["origin"]["function"] == "<module>"
 
 
-def test_puts_back_what_a_test_module_changed_at_import(pytester: pytest.Pytester) -> None:
+def test_a_test_module_seeding_at_import_keeps_its_seed_for_its_own_tests_only(
+    pytester: pytest.Pytester,
+) -> None:
+    # Each module's tests start from what their own import left, whatever the other
+    # modules' imports did; the next module's tests never see it.
     pytester.makeconftest(
         """
         import random
@@ -40,18 +44,32 @@ def test_puts_back_what_a_test_module_changed_at_import(pytester: pytest.Pyteste
         """
     )
     pytester.makepyfile(
-        test_seeds_at_import="""
+        test_a_seeds_at_import="""
+        import random
+
+        random.seed(4321)
+
+        def test_sees_its_own_import_seed():
+            assert random.random() == __import__("random").Random(4321).random()
+        """,
+        test_b_seeds_too="""
+        import random
+
+        random.seed(99)
+
+        def test_sees_its_own_import_seed_too():
+            assert random.random() == random.Random(99).random()
+        """,
+        test_c_plain="""
         import random
 
         import conftest
 
-        random.seed(4321)
-
-        def test_sees_the_state_from_before_the_import():
+        def test_sees_the_state_from_before_any_import():
             assert random.getstate() == conftest.BEFORE
-        """
+        """,
     )
-    run(pytester).assert_outcomes(passed=1)
+    run(pytester, "-W", "ignore::pytest_rngguard.RNGLeakWarning").assert_outcomes(passed=3)
 
 
 def test_reports_a_function_fixture_by_name_in_setup(pytester: pytest.Pytester) -> None:

@@ -272,12 +272,19 @@ def test_numpy_default_rng_generators_are_not_the_source() -> None:
     assert source.capture() == before
 
 
-def test_numpy_seed_wraps_seeds_beyond_32_bits() -> None:
+@settings(max_examples=25, deadline=None)
+@given(low=st.integers(0, 2**32 - 1), high=st.integers(1, 2**32 - 1))
+def test_numpy_seeds_beyond_32_bits_never_share_a_stream_with_a_smaller_one(
+    low: int, high: int
+) -> None:
     source = NumpySource()
-    source.seed(2**32 + 5)
-    after_wrap = np.random.get_state()
-    np.random.seed(5)
-    assert numpy_state_equal(np.random.get_state(), after_wrap)
+    source.seed(low)
+    small = np.random.rand(4)
+    source.seed(low + high * 2**32)
+    large = np.random.rand(4)
+    source.seed(low + high * 2**32)
+    assert np.random.rand(4).tobytes() == large.tobytes()  # still a seed: the same stream
+    assert large.tobytes() != small.tobytes()
 
 
 # -- torch -----------------------------------------------------------------------------------

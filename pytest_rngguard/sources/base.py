@@ -122,6 +122,25 @@ class ModuleSource:
         return ()
 
 
+class Same:
+    """An object a state holds by identity (NumPy's bit generator): states are equal only
+    while they hold the same one, and fingerprint alike across processes (no address)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __repr__(self) -> str:
+        return f"Same({type(self.obj).__qualname__})"
+
+
 def mt_kind(advanced: bool, seeded: bool) -> str:
     """The kind of change of an MT19937 source whose state changed."""
     if advanced:

@@ -19,6 +19,7 @@ from .base import (
     RESEEDED,
     Difference,
     ModuleSource,
+    Same,
     Seeder,
     TraceTarget,
     mt_kind,
@@ -153,6 +154,7 @@ class NumpySource(ModuleSource):
     def __init__(self) -> None:
         self._rand: Any = None
         self._bit_generator: Any = None
+        self._same: Same = Same(None)
         #: Raw views over the MT19937's key block and the cached gaussian, valid while the
         #: two objects above are the ones in use (they are held, so they stay alive).
         self._views: tuple[Any, Any] | None = None
@@ -172,6 +174,7 @@ class NumpySource(ModuleSource):
         from numpy.random import MT19937, RandomState
 
         self._rand, self._bit_generator, self._views = rand, bit_generator, None
+        self._same = Same(bit_generator)
         if type(rand) is not RandomState or type(bit_generator) is not MT19937:
             return
         memory = _numpy_memory()
@@ -196,16 +199,16 @@ class NumpySource(ModuleSource):
             return None
         views = self._views
         if views is not None:
-            return views[0].raw, views[1].raw, self._bit_generator
+            return views[0].raw, views[1].raw, self._same
         return self._public_state(rand)
 
     def _public_state(self, rand: Any) -> Any:
         bit_generator = self._bit_generator
         if type(bit_generator).__name__ != "MT19937":
-            return _OTHER, _frozen(bit_generator.state), bit_generator
+            return _OTHER, _frozen(bit_generator.state), self._same
         state: Any = rand.get_state()
         key = state[1].tobytes() + struct.pack("i", int(state[2]))
-        return key, _GAUSS.pack(int(state[3]), float(state[4])), bit_generator
+        return key, _GAUSS.pack(int(state[3]), float(state[4])), self._same
 
     def restore(self, state: Any) -> None:
         rand = self._current()
@@ -214,7 +217,8 @@ class NumpySource(ModuleSource):
         if state is None:  # it did not exist: start it afresh, as its first import does
             rand.seed()
             return
-        key, gauss, bit_generator = state
+        key, gauss, same = state
+        bit_generator = same.obj
         if bit_generator is not self._bit_generator:
             from numpy.random import mtrand
 
@@ -268,7 +272,7 @@ class NumpySource(ModuleSource):
     def classify(self, before: Any, after: Any) -> list[Difference]:
         if after is None:  # not loaded: cannot have changed
             return []
-        if before is not None and before[2] is after[2] and before[0] is not _OTHER:
+        if before is not None and before[2] == after[2] and before[0] is not _OTHER:
             old_raw, new_raw = before[0], after[0]
             # The same key block and a position not moved back: draws alone (the common
             # case, told without converting the states).
@@ -280,7 +284,7 @@ class NumpySource(ModuleSource):
         if before is None:  # loaded meanwhile: its import state carries the by-array marker
             return [Difference(RESEEDED)] if new is not None and mt.looks_int_seeded(new) else []
         old = self._mt(before)
-        if old is None or new is None or before[2] is not after[2]:
+        if old is None or new is None or before[2] != after[2]:
             return [Difference(REPLACED)]  # another bit generator: nothing to follow
         if old == new:  # only the cached gaussian was used
             return [Difference(ADVANCED)]
