@@ -62,6 +62,7 @@ class ItemRun:
         "nodeid",
         "phase",
         "seed",
+        "setup_owner",
     )
 
     def __init__(self, item: pytest.Item) -> None:
@@ -70,6 +71,9 @@ class ItemRun:
         self.phase = "setup"
         #: The fixtures being set up, innermost last.
         self.fixtures: list[pytest.FixtureDef[Any]] = []
+        #: A package pytest sets up for this test first, whose ``setup_module`` runs then:
+        #: what the setup's first stretch changes is that package's (its tests' scope).
+        self.setup_owner: pytest.Package | None = None
         self.leaks: list[Leak] = []
         self.allowed: frozenset[str] | None = frozenset()  # None: every source
         self.masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
@@ -108,6 +112,7 @@ class Guard:
         "ledger",
         "monitor",
         "not_reproducible",
+        "package_setups",
         "quiet",
         "rootdir",
         "scoped",
@@ -129,8 +134,11 @@ class Guard:
         #: Collectors whose import changed state, with the states it left: set again for
         #: their own tests (``_enter_scopes``), undone when pytest tears them down.
         self.scoped: dict[pytest.Collector, dict[str, Any]] = {}
-        #: The collectors of ``scoped`` whose tests are running now, outermost first.
+        #: The collectors whose scope holds changes now (``scoped`` ones, packages whose
+        #: ``setup_module`` changed state), in the order entered.
         self.entered: list[pytest.Collector] = []
+        #: The packages whose ``__init__.py`` has a ``setup_module`` (or ``setUpModule``).
+        self.package_setups: frozenset[pytest.Collector] = frozenset()
         #: Leaks handed on (to the xdist controller) before their scope ended: their final
         #: put-back is handed on at the end of the session.
         self.unsettled: list[Leak] = []
@@ -294,6 +302,37 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         guard.settled = True
         guard.quiet = _quiet_hooks(session.config, guard.settings.ignore)
         guard.fresh = guard.quiet
+        guard.package_setups = _packages_with_setup(session.items)
+
+
+def _packages_with_setup(items: list[pytest.Item]) -> frozenset[pytest.Collector]:
+    """The packages of these tests whose ``__init__.py`` defines a module-level setup:
+    pytest calls it when it sets the package up, before the first of its tests' fixtures."""
+    found: set[pytest.Collector] = set()
+    seen: set[int] = set()
+    for item in items:
+        node = item.parent
+        while node is not None and id(node) not in seen:
+            seen.add(id(node))
+            if isinstance(node, pytest.Package):
+                try:
+                    text = (node.path / "__init__.py").read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    text = ""
+                if "setup_module" in text or "setUpModule" in text:
+                    found.add(node)
+            node = node.parent
+    return frozenset(found)
+
+
+def _package_setting_up(guard: Guard, item: pytest.Item) -> pytest.Collector | None:
+    """The innermost package with a setup that pytest has still to set up for ``item``."""
+    stack = getattr(getattr(item.session, "_setupstate", None), "stack", None)
+    for node in reversed(item.listchain()):
+        if node in guard.package_setups and node not in guard.entered:
+            if stack is None or node not in stack:
+                return node
+    return None
 
 
 def _collected(guard: Guard, collector: pytest.Collector, changes: list[Change]) -> list[Leak]:
@@ -396,7 +435,11 @@ def _check(guard: Guard, run: ItemRun) -> None:
 
     owner: object = run
     scope, fixture = TEST, None
-    if run.fixtures:
+    package = run.setup_owner
+    if package is not None:
+        run.setup_owner = None
+        owner, scope = package, f"setup_module of package {package.name!r}"
+    elif run.fixtures:
         fixturedef = run.fixtures[-1]
         fixture = fixturedef.argname
         if fixturedef.scope != "function":
@@ -406,6 +449,8 @@ def _check(guard: Guard, run: ItemRun) -> None:
     run.leaks.extend(
         _take(guard, changes, owner, scope, run.nodeid, run.phase, fixture, run.allowed, run.masked)
     )
+    if package is not None and guard.ledger.owns(package):
+        guard.entered.append(package)  # undone when pytest tears the package down
 
 
 def _enter_scopes(guard: Guard, run: ItemRun) -> None:
@@ -434,8 +479,10 @@ def _enter_scopes(guard: Guard, run: ItemRun) -> None:
 def _leave_scopes(guard: Guard, nextitem: pytest.Item | pytest.Collector | None) -> None:
     """Undo the import states of the collectors pytest has just torn down."""
     staying = set(nextitem.listchain()) if nextitem is not None else set()
-    while guard.entered and guard.entered[-1] not in staying:
-        _release(guard, guard.entered.pop())
+    for node in reversed(list(guard.entered)):
+        if node not in staying:
+            guard.entered.remove(node)
+            _release(guard, node)
 
 
 def _survey(item: pytest.Item) -> Survey:
@@ -705,6 +752,10 @@ class Watcher:
             run.allowed = _allowed(item, allow)
         if guard.scoped:
             _enter_scopes(guard, run)
+        if guard.package_setups and guard.watching:
+            run.setup_owner = _package_setting_up(guard, item)
+            if run.setup_owner is not None:
+                guard.fresh = False  # its setup runs user code: the next check is needed
         if deterministic is not None:
             _start_deterministic(item, guard, run, _recipe(item, guard, deterministic))
 

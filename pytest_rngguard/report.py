@@ -101,6 +101,8 @@ class Leak:
 def where(leak: Leak) -> str:
     if leak.fixture:
         return f"{leak.phase} (fixture {leak.fixture!r})"
+    if leak.scope.startswith("setup_module"):
+        return f"{leak.phase} ({leak.scope})"
     return leak.phase
 
 
