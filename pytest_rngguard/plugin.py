@@ -121,6 +121,7 @@ class Guard:
         "silent",
         "stored",
         "survey",
+        "test_files",
         "tests",
         "unsettled",
         "watching",
@@ -142,6 +143,8 @@ class Guard:
         #: Leaks handed on (to the xdist controller) before their scope ended: their final
         #: put-back is handed on at the end of the session.
         self.unsettled: list[Leak] = []
+        #: The files of the collected test modules and conftests (see ``pytest_configure``).
+        self.test_files: set[str] = set()
         self.rootdir = rootdir
         #: The test being run, from the start of its setup to its teardown's report.  Kept
         #: here rather than in the item's stash: every stash lookup is a Python call, and
@@ -205,8 +208,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     settings = resolve(config)
     sources = SourceSet(build_sources(settings.env_watched, settings.sources))
+    # A frame of a collected test module or a conftest is always the caller, even where
+    # the library's own test suite lives inside the library (NumPy's does).
+    test_files: set[str] = {
+        str(getattr(plugin, "__file__", ""))
+        for plugin in config.pluginmanager.get_plugins()
+        if str(getattr(plugin, "__file__", "")).endswith("conftest.py")
+    }
     monitor = Monitor(
         sources,
+        keep=test_files.__contains__,
         ignore=IgnoreRules(settings.ignore),
         shorten=PathShortener(config.rootpath),
         trace=settings.trace,
@@ -214,6 +225,7 @@ def pytest_configure(config: pytest.Config) -> None:
         keep_advanced=settings.strict or settings.restore == "all",
     )
     guard = Guard(settings, monitor, Ledger(), str(config.rootpath))
+    guard.test_files = test_files
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
     if settings.fingerprints and not settings.fingerprints_update:
         from .reproducibility import load_fingerprints
@@ -264,6 +276,8 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     guard = _guard(collector.config)
     if guard is None or not guard.watching or not collector.nodeid:
         return (yield)
+    if isinstance(collector, pytest.Module):
+        guard.test_files.add(str(collector.path))
     monitor = guard.monitor
     guard.settled = False
     if guard.collecting:
@@ -1226,6 +1240,15 @@ def _report(guard: Guard) -> dict[str, Any]:
         "leaks": [leak.report_json() for leak in _all_leaks(guard)],
         "not_reproducible": list(guard.not_reproducible),
     }
+
+
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
+    """A conftest loaded during collection: its frames are the user's own (see above)."""
+    path = str(getattr(plugin, "__file__", ""))
+    if path.endswith("conftest.py"):
+        for config_plugin in manager.get_plugins():
+            if isinstance(config_plugin, Watcher):
+                config_plugin.guard.test_files.add(path)
 
 
 @pytest.hookimpl(optionalhook=True)
