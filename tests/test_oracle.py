@@ -1,0 +1,379 @@
+"""The oracle: generated suites, run for real, checked against an independent model.
+
+Hypothesis writes small suites -- seeds, draws, foreign ``setstate`` calls, local generators,
+an environment variable set and unset, a torch flag, the first import of ``numpy.random`` or
+of torch -- placed at module import, in session, module and function fixtures (setup and
+teardown) and in test bodies.  Each suite runs in a fresh pytest process with the plugin and
+``rng_observer``, which records what every test's body starts from by reading the states
+itself.  ``oracle_model`` (pure Python, written from the scoping rules, not from the plugin)
+says what each test must see and which leaks must be reported; both are compared: the
+observations with the model's states, the JSON report's leaks with the model's.
+
+Serially (with every ``--rngguard-restore`` and ``--rngguard-strict``), under pytest-randomly
+(which reshuffles and reseeds: the order run comes from the observations, and only what it
+does not reseed is compared with what was seen) and under pytest-xdist ``-n 2`` (each worker
+is modelled on its own, with the order it ran its tests in).
+
+CI runs a bounded, derandomised set of examples (about a minute on two cores).  For a long
+run set ``RNGGUARD_ORACLE_EXAMPLES`` (say 500): every test then draws that many examples and
+is randomised, e.g.
+``RNGGUARD_ORACLE_EXAMPLES=500 pytest tests/test_oracle.py -n 2 -p no:randomly``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from conftest import require
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oracle_model import ENV, INITIAL_SEEDS, RNGS, UNLOADED, Fixture, Module, Run, Suite, Case
+from rng_observer import numpy_print, random_print, torch_print
+from test_scopes import OBSERVER
+
+LONG = int(os.environ.get("RNGGUARD_ORACLE_EXAMPLES", "0"))
+
+
+def examples(ci: int) -> Any:
+    return settings(
+        max_examples=LONG or ci,
+        derandomize=not LONG,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+# -- generating suites -----------------------------------------------------------------------
+
+
+def operations(sources: tuple[str, ...], torch: bool) -> st.SearchStrategy[list[tuple[Any, ...]]]:
+    source = st.sampled_from(sources)
+    op = st.one_of(
+        st.tuples(st.just("seed"), source, st.integers(0, 2)),
+        st.tuples(st.just("draw"), source),
+        st.tuples(st.just("foreign"), source, st.integers(0, 2)),
+        st.tuples(st.just("local"), source),
+        st.tuples(st.just("setenv"), st.sampled_from(["1", "2"])),
+        st.tuples(st.just("unsetenv")),
+        *([st.tuples(st.just("flag"), st.booleans())] if torch else []),
+    )
+    return st.lists(op, max_size=3)
+
+
+@st.composite
+def suites(draw: Any, torch: str | None = None) -> Suite:
+    sources: tuple[str, ...] = ("random", "numpy", *(("torch",) if torch else ()))
+    ops = operations(sources, torch is not None)
+    session = [
+        Fixture(f"s{i}", "session", draw(ops), draw(ops)) for i in range(draw(st.integers(0, 2)))
+    ]
+    modules = []
+    for m in range(draw(st.integers(1, 3))):
+        fixtures = [
+            Fixture(f"m{m}_{i}", "module", draw(ops), draw(ops))
+            for i in range(draw(st.integers(0, 2)))
+        ] + [
+            Fixture(f"f{m}_{i}", "function", draw(ops), draw(ops))
+            for i in range(draw(st.integers(0, 2)))
+        ]
+        tests = []
+        for t in range(draw(st.integers(1, 3))):
+            available = {f.name: f for f in (*session, *fixtures)}
+            names = draw(st.lists(st.sampled_from(sorted(available)), unique=True)
+                         if available else st.just([]))
+            wanted = [available[name] for name in names]
+            order = {"session": 0, "module": 1, "function": 2}
+            # pytest sets wider scopes up first; within a scope, in the order requested
+            requested = sorted(wanted, key=lambda f: order[f.scope])
+            tests.append(
+                Case(f"test_t{t}", [f.name for f in requested], draw(ops), draw(st.booleans()))
+            )
+        modules.append(Module(f"test_m{m}", draw(ops), fixtures, tests))
+    return Suite(session, modules, numpy_lazy=draw(st.booleans()), torch=torch)
+
+
+# -- writing them ----------------------------------------------------------------------------
+
+
+def code(op: tuple[Any, ...], suite: Suite) -> str:
+    what = op[0]
+    if what == "setenv":
+        return f"os.environ[{ENV!r}] = {op[1]!r}"
+    if what == "unsetenv":
+        return f"os.environ.pop({ENV!r}, None)"
+    if what == "flag":
+        return f"import torch; torch.backends.cudnn.benchmark = {op[1]}"
+    source = op[1]
+    if source == "random":
+        return {
+            "seed": f"random.seed({op[-1]})",
+            "draw": "random.random()",
+            "foreign": f"_r = random.Random({op[-1]}); _r.random(); random.setstate(_r.getstate())",
+            "local": "random.Random(9).random()",
+        }[what]
+    if source == "numpy":
+        return {
+            "seed": f"np.random.seed({op[-1]})",
+            "draw": "np.random.rand()",
+            "foreign": (
+                f"_s = np.random.RandomState({op[-1]}); _s.rand(); "
+                "np.random.set_state(_s.get_state())"
+            ),
+            "local": "np.random.default_rng(9).random()",
+        }[what]
+    return "import torch; " + {
+        "seed": f"torch.manual_seed({op[-1]})",
+        "draw": "torch.rand(1)",
+        "foreign": (
+            f"_g = torch.Generator(); _g.manual_seed({op[-1]}); torch.rand(1, generator=_g); "
+            "torch.set_rng_state(_g.get_state())"
+        ),
+        "local": "torch.rand(1, generator=torch.Generator().manual_seed(9))",
+    }[what]
+
+
+def block(ops: list[tuple[Any, ...]], suite: Suite, indent: str) -> str:
+    return "\n".join(indent + code(op, suite) for op in ops) or indent + "pass"
+
+
+HEADER = "import os\nimport random\n\nimport numpy as np\nimport pytest\n"
+
+
+def fixture_code(fixture: Fixture, suite: Suite) -> str:
+    return (
+        f"@pytest.fixture(scope={fixture.scope!r})\ndef {fixture.name}():\n"
+        f"{block(fixture.setup, suite, '    ')}\n    yield\n{block(fixture.teardown, suite, '    ')}\n"
+    )
+
+
+def write(pytester: pytest.Pytester, suite: Suite) -> None:
+    # One pytester folder serves every example: nothing of the last suite may stay.
+    for old in pytester.path.glob("*.py"):
+        old.unlink()
+    for cache in pytester.path.glob("__pycache__"):
+        for pyc in cache.iterdir():
+            pyc.unlink()
+    conftest = [
+        HEADER,
+        "import numpy" if suite.numpy_lazy else "import numpy.random",
+        f"random.seed({INITIAL_SEEDS['random']})",
+        f"os.environ.pop({ENV!r}, None)",
+    ]
+    if not suite.numpy_lazy:
+        conftest.append(f"np.random.seed({INITIAL_SEEDS['numpy']})")
+    if suite.torch == "loaded":
+        conftest += [
+            "import torch",
+            f"torch.manual_seed({INITIAL_SEEDS['torch']})",
+            "torch.backends.cudnn.benchmark = False",
+        ]
+    conftest += [fixture_code(f, suite) for f in suite.session_fixtures]
+    files = {"conftest": "\n".join(conftest) + "\n", "rng_observer": OBSERVER}
+    for module in suite.modules:
+        parts = [HEADER, block(module.imports, suite, "")]
+        parts += [fixture_code(f, suite) for f in module.fixtures]
+        for test in module.tests:
+            mark = "@pytest.mark.allow_rng_leak\n" if test.allow else ""
+            parts.append(
+                f"{mark}def {test.name}({', '.join(test.fixtures)}):\n{block(test.body, suite, '    ')}\n"
+            )
+        files[module.name] = "\n\n".join(parts)
+    for name, text in files.items():
+        pytester.makepyfile(**{name: text})
+
+
+def run(
+    pytester: pytest.Pytester, suite: Suite, *args: str, plugins: tuple[str, ...] = ()
+) -> tuple[pytest.RunResult, dict[str, Any], list[dict[str, Any]]]:
+    write(pytester, suite)
+    report, seen = pytester.path / "report.json", pytester.path / "seen.jsonl"
+    for path in (report, seen):
+        path.unlink(missing_ok=True)
+    loaded = [a for name in ("rngguard", "rng_observer", *plugins) for a in ("-p", name)]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        env.setenv("RNG_OBSERVATIONS", str(seen))
+        env.delenv(ENV, raising=False)
+        result = pytester.runpytest_subprocess(
+            *loaded, "-p", "no:cacheprovider", f"--rngguard-report={report}", *args
+        )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    lines = [json.loads(line) for line in seen.read_text().splitlines()]
+    return result, json.loads(report.read_text()), lines
+
+
+# -- comparing -------------------------------------------------------------------------------
+
+
+def concrete(source: str, value: Any) -> str | None:
+    """The observer's fingerprint of a model state with a known seed; None for a state
+    nobody chose (compared by consistency instead)."""
+    seed, draws = value
+    if not isinstance(seed, int):
+        return None
+    if source == "random":
+        generator = random.Random(seed)
+        for _ in range(draws):
+            generator.random()
+        return random_print(generator.getstate())
+    if source == "numpy":
+        import numpy
+
+        state = numpy.random.RandomState(seed)
+        for _ in range(draws):
+            state.rand()
+        return numpy_print(state.get_state())
+    import torch
+
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    for _ in range(draws):
+        torch.rand(1, generator=generator)
+    return torch_print(generator.get_state())
+
+
+def check_seen(model: Run, lines: list[dict[str, Any]], sources: tuple[str, ...]) -> None:
+    """Every observation as the model says, a state nobody chose included: the same one is
+    seen the same everywhere in the process, and never as another."""
+    named: dict[Any, str] = {}
+    for line in lines:
+        nodeid, seen = line["nodeid"], line["seen"]
+        want = model.seen[nodeid]
+        assert seen["env"][ENV] == want["env"], (nodeid, "env")
+        for source in sources:
+            value = want.get(source)
+            if value is None or value == UNLOADED:
+                assert source not in seen, (nodeid, source, "loaded")
+                continue
+            got = seen[source]
+            expected = concrete(source, value)
+            if expected is None:
+                expected = named.setdefault((source, value), got)
+            assert got == expected, (nodeid, source, value)
+            if source == "torch" and isinstance(value[0], int):
+                assert seen["torch_seed"] == value[0], nodeid
+        if "flags" in want and want["flags"] != UNLOADED:
+            assert seen["flags"][1] == want["flags"], (nodeid, "flags")
+    # Distinct model states are distinct observations.
+    assert len(set(named.values())) == len(named)
+
+
+def leak_rows(leaks: list[Any]) -> Counter[tuple[Any, ...]]:
+    return Counter(
+        (l["nodeid"], l["phase"], l["fixture"], l["source"], l["detail"], l["kind"])
+        if isinstance(l, dict)
+        else (l.nodeid, l.phase, l.fixture, l.source, l.detail, l.kind)
+        for l in leaks
+    )
+
+
+def order_of(suite: Suite, lines: list[dict[str, Any]], worker: str) -> list[tuple[Module, Case]]:
+    by_id = {f"{m.name}.py::{t.name}": (m, t) for m, t in suite.tests()}
+    return [by_id[line["nodeid"]] for line in lines if line["worker"] == worker]
+
+
+def describe(suite: Suite) -> str:
+    return json.dumps(
+        {
+            "session": [vars(f) for f in suite.session_fixtures],
+            "modules": [
+                {
+                    "name": m.name,
+                    "imports": m.imports,
+                    "fixtures": [vars(f) for f in m.fixtures],
+                    "tests": [vars(t) for t in m.tests],
+                }
+                for m in suite.modules
+            ],
+            "numpy_lazy": suite.numpy_lazy,
+            "torch": suite.torch,
+        },
+        indent=1,
+    )
+
+
+def check(
+    pytester: pytest.Pytester,
+    suite: Suite,
+    *args: str,
+    restore: str = "leaked",
+    strict: bool = False,
+    plugins: tuple[str, ...] = (),
+    randomly: bool = False,
+) -> None:
+    options = [f"--rngguard-restore={restore}", *(["--rngguard-strict"] if strict else []), *args]
+    _, report, lines = run(pytester, suite, *options, plugins=plugins)
+    workers = sorted({line["worker"] for line in lines})
+    expected: Counter[tuple[Any, ...]] = Counter()
+    for number, worker in enumerate(workers):
+        model = Run(suite, restore=restore, strict=strict, randomly=randomly)
+        model.collect()
+        if number == 0:
+            expected.update(leak_rows([l for l in model.leaks if l.phase == "collection"]))
+        model.leaks = [l for l in model.leaks if l.phase != "collection"]
+        model.run(order_of(suite, lines, worker))
+        expected.update(leak_rows(model.leaks))
+        compared = tuple(s for s in RNGS if not (randomly and s in ("random", "numpy")))
+        mine = [line for line in lines if line["worker"] == worker]
+        try:
+            check_seen(model, mine, compared)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nsuite: {describe(suite)}\nseen: {mine}") from None
+    got = leak_rows(report["leaks"])
+    assert got == expected, (
+        f"reported but not modelled: {dict(got - expected)}\n"
+        f"modelled but not reported: {dict(expected - got)}\nsuite: {describe(suite)}"
+    )
+    assert all(leak["restored"] is (restore != "none") for leak in report["leaks"]), report
+
+
+# -- the runs --------------------------------------------------------------------------------
+
+
+@examples(ci=30)
+@given(
+    suite=suites(),
+    restore=st.sampled_from(["leaked", "leaked", "all", "none"]),
+    strict=st.booleans(),
+)
+def test_serial_runs_match_the_model(
+    pytester: pytest.Pytester, numpy: Any, suite: Suite, restore: str, strict: bool
+) -> None:
+    check(pytester, suite, restore=restore, strict=strict)
+
+
+@examples(ci=8)
+@given(suite=suites(), restore=st.sampled_from(["leaked", "all"]))
+def test_runs_under_pytest_randomly_match_the_model(
+    pytester: pytest.Pytester, numpy: Any, suite: Suite, restore: str
+) -> None:
+    require("pytest_randomly")
+    check(pytester, suite, "--randomly-seed=12345", restore=restore, plugins=("randomly",), randomly=True)
+
+
+@examples(ci=6)
+@given(suite=suites(), restore=st.sampled_from(["leaked", "all"]))
+def test_runs_under_xdist_match_the_model_per_worker(
+    pytester: pytest.Pytester, numpy: Any, suite: Suite, restore: str
+) -> None:
+    require("xdist")
+    check(pytester, suite, "-n", "2", restore=restore, plugins=("xdist.plugin",))
+
+
+@examples(ci=5)
+@given(
+    suite=suites(torch="lazy") | suites(torch="loaded"),
+    restore=st.sampled_from(["leaked", "all"]),
+    strict=st.booleans(),
+)
+def test_runs_with_torch_match_the_model(
+    pytester: pytest.Pytester, numpy: Any, torch: Any, suite: Suite, restore: str, strict: bool
+) -> None:
+    check(pytester, suite, restore=restore, strict=strict)
