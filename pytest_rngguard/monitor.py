@@ -44,6 +44,7 @@ class Event(NamedTuple):
     detail: Detail  # None: every detail of the source
     origin: Origin | None
     after: Any  # the source's state right after the call; None if unknown
+    before: Any = None  # and right before it
 
 
 def _details(detail: Detail) -> tuple[str, ...]:
@@ -311,19 +312,27 @@ class Monitor:
     ) -> Event | None:
         """The call that explains the final state ``after``: the last one, unless it only put
         back a state the stretch had earlier (``torch.random.fork_rng``'s exit,
-        ``isolated()``): then the call that first made that state.  None when the last call
-        put back the state the stretch started from, or no call explains ``after``."""
-        last = calls[-1]
-        if last.after is None:
-            return last  # seen by the tracer only: the best there is
-        if before is not None and self.sources.equal(source, last.after, before):
-            return None
-        explaining = last
-        for call in calls[:-1]:
-            if call.after is not None and self.sources.equal(source, call.after, last.after):
-                explaining = call
-                break
-        return explaining if self._explains(source, explaining, after) else None
+        ``isolated()``, a saved state set again), in which case whatever made that state
+        explains it.  None when that is the state the stretch started from, or no call
+        explains ``after``."""
+        equal = self.sources.equal
+        index = len(calls) - 1
+        while index >= 0:
+            call = calls[index]
+            if call.after is None:
+                return call  # seen by the tracer only: the best there is
+            if before is not None and equal(source, call.after, before):
+                return None
+            for earlier in range(index):
+                other = calls[earlier]
+                if other.after is not None and equal(source, other.after, call.after):
+                    return other if self._explains(source, other, after) else None
+                if other.before is not None and equal(source, other.before, call.after):
+                    break  # the state from just before that call: what came before explains
+            else:
+                return call if self._explains(source, call, after) else None
+            index = earlier - 1
+        return None
 
     def _explains(self, source: Source, event: Event, after: Any) -> bool:
         """Whether the state right after ``event`` leads to ``after`` by draws alone.  A
@@ -366,6 +375,7 @@ class Monitor:
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
         if caller is not None and self._ignore(module):
             return self._ignored_call(original, args, kwargs, source, seeder, module)
+        start = self.sources.capture_one(source)
         result = original(*args, **kwargs)
         self._events.append(
             Event(
@@ -374,6 +384,7 @@ class Monitor:
                 detail,
                 build_origin(caller, self._shorten) if caller is not None else None,
                 self.sources.capture_one(source),
+                start,
             )
         )
         return result

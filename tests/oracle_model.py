@@ -126,7 +126,7 @@ class Run:
         self._active: dict[str, Fixture] = {}  # wide fixtures set up and not finalised
         self._order: list[str] = []  # their setup order
         self._stretch: dict[str, Any] = {}
-        self._calls: dict[str, list[tuple[str, Any]]] = {}
+        self._calls: dict[str, list[tuple[str, Any, Any]]] = {}  # kind, before, after
 
     # -- states ------------------------------------------------------------------------------
 
@@ -140,10 +140,15 @@ class Run:
 
     def _do(self, op: tuple[Any, ...]) -> None:
         what = op[0]
-        if what in ("seed", "draw", "foreign", "local"):
+        if what in ("seed", "draw", "foreign", "local", "fork"):
             source = op[1]
             self._load(source)
-            if what == "seed":
+            if what == "fork":
+                # Save the state, seed and draw, then set the saved state again.
+                saved = self.state[source]
+                self._set(source, (op[2], 0), "reseeded")
+                self._set(source, saved, "replaced")
+            elif what == "seed":
                 self._set(source, (op[2], 0), "reseeded")
             elif what == "foreign":
                 self._set(source, (op[2], 1), "replaced")
@@ -159,8 +164,8 @@ class Run:
             self.state["flags"] = op[1]
 
     def _set(self, source: str, value: Any, kind: str) -> None:
+        self._calls.setdefault(source, []).append((kind, self.state[source], value))
         self.state[source] = value
-        self._calls.setdefault(source, []).append((kind, value))
 
     # -- stretches ---------------------------------------------------------------------------
 
@@ -172,16 +177,23 @@ class Run:
         if source == "env" or source == "flags":
             return "changed"
         calls = self._calls.get(source, [])
-        if calls:
-            kind, after = calls[-1]
-            if after != start:
-                # A call that only put back the state an earlier call made: that one explains.
-                for earlier_kind, earlier in calls:
-                    if earlier == after:
-                        kind = earlier_kind
-                        break
-                if end[0] == after[0] and end[1] >= after[1]:
-                    return kind
+        last = len(calls) - 1
+        while last >= 0:
+            kind, _, after = calls[last]
+            if after == start:
+                break  # put the stretch's start back: the state tells the rest
+            # A call that puts back a state the stretch had already had only undoes: what
+            # made that state explains what follows.
+            made = next((c for c in calls[:last] if c[2] == after), None)
+            undone = next((i for i, c in enumerate(calls[:last]) if c[1] == after), None)
+            if made is not None and (undone is None or calls.index(made) <= undone):
+                kind, after = made[0], made[2]
+            elif undone is not None:
+                last = undone - 1
+                continue
+            if end[0] == after[0] and end[1] >= after[1]:
+                return kind
+            break
         if start[0] == end[0] and end[1] >= start[1]:
             return "advanced"
         return "reseeded" if end[1] == 0 else "replaced"

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from conftest import require
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from oracle_model import ENV, INITIAL_SEEDS, RNGS, UNLOADED, Fixture, Module, Run, Suite, Case
 from rng_observer import numpy_print, random_print, torch_print
@@ -59,6 +59,7 @@ def operations(sources: tuple[str, ...], torch: bool) -> st.SearchStrategy[list[
         st.tuples(st.just("draw"), source),
         st.tuples(st.just("foreign"), source, st.integers(0, 2)),
         st.tuples(st.just("local"), source),
+        st.tuples(st.just("fork"), source, st.integers(0, 2)),
         st.tuples(st.just("setenv"), st.sampled_from(["1", "2"])),
         st.tuples(st.just("unsetenv")),
         *([st.tuples(st.just("flag"), st.booleans())] if torch else []),
@@ -116,6 +117,10 @@ def code(op: tuple[Any, ...], suite: Suite) -> str:
             "draw": "random.random()",
             "foreign": f"_r = random.Random({op[-1]}); _r.random(); random.setstate(_r.getstate())",
             "local": "random.Random(9).random()",
+            "fork": (
+                f"_st = random.getstate(); random.seed({op[-1]}); random.random(); "
+                "random.setstate(_st)"
+            ),
         }[what]
     if source == "numpy":
         return {
@@ -126,6 +131,10 @@ def code(op: tuple[Any, ...], suite: Suite) -> str:
                 "np.random.set_state(_s.get_state())"
             ),
             "local": "np.random.default_rng(9).random()",
+            "fork": (
+                f"_st = np.random.get_state(); np.random.seed({op[-1]}); np.random.rand(); "
+                "np.random.set_state(_st)"
+            ),
         }[what]
     return "import torch; " + {
         "seed": f"torch.manual_seed({op[-1]})",
@@ -135,6 +144,10 @@ def code(op: tuple[Any, ...], suite: Suite) -> str:
             "torch.set_rng_state(_g.get_state())"
         ),
         "local": "torch.rand(1, generator=torch.Generator().manual_seed(9))",
+        "fork": (
+            f"_st = torch.get_rng_state(); torch.manual_seed({op[-1]}); torch.rand(1); "
+            "torch.set_rng_state(_st)"
+        ),
     }[what]
 
 
@@ -337,12 +350,19 @@ def check(
 # -- the runs --------------------------------------------------------------------------------
 
 
+def one_test(*body: tuple[Any, ...]) -> Suite:
+    return Suite([], [Module("test_m0", [], [], [Case("test_t0", [], list(body))])])
+
+
 @examples(ci=30)
 @given(
     suite=suites(),
     restore=st.sampled_from(["leaked", "leaked", "all", "none"]),
     strict=st.booleans(),
 )
+# A put-back of the state an earlier call made, and of the state from before a call.
+@example(one_test(("seed", "random", 1), ("fork", "random", 2)), "leaked", False)
+@example(one_test(("seed", "numpy", 1), ("draw", "numpy"), ("fork", "numpy", 2)), "leaked", False)
 def test_serial_runs_match_the_model(
     pytester: pytest.Pytester, numpy: Any, suite: Suite, restore: str, strict: bool
 ) -> None:
