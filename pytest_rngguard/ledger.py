@@ -63,9 +63,7 @@ class Ledger:
     def owns(self, owner: object) -> bool:
         return id(owner) in self._owners
 
-    def record(
-        self, owner: object, name: str, before: Any, putback: Putback | None = None
-    ) -> None:
+    def record(self, owner: object, name: str, before: Any, putback: Putback | None = None) -> None:
         """Note that ``owner`` changed source ``name``, which was ``before`` until then."""
         if putback is not None:
             putback.held = True

@@ -79,6 +79,11 @@ class Monitor:
         self.changed_from: dict[str, Any] = {}
         #: ... and the same for the changes the last checkpoint returned.
         self.last_from: dict[str, Any] = {}
+        #: For each source an ignored module changed since the last checkpoint, its state
+        #: before: nobody's leak, but still undone with the scope it happened in (what a
+        #: test's end puts back is its start, whoever moved the state in between).
+        self.ignored_from: dict[str, Any] = {}
+        self.last_ignored: dict[str, Any] = {}
         self._events: list[Event] = []
         self._pending: list[Change] = []
         #: Per source, the states ignored modules' calls started from, with how many changes
@@ -200,6 +205,7 @@ class Monitor:
         self._pending = []
         self._marks.clear()
         self.changed_from = {}
+        self.ignored_from = {}
 
     def reset(self) -> dict[str, Any]:
         """Start a new stretch from the current state, forgetting anything unattributed."""
@@ -240,6 +246,7 @@ class Monitor:
         self.refresh()
         current = self.capture()
         baseline = self.baseline
+        self.last_ignored, self.ignored_from = self.ignored_from, {}
         if not self._pending and self._unchanged(current, baseline):
             self._events.clear()
             self._marks.clear()
@@ -416,6 +423,7 @@ class Monitor:
         start = sources.capture_one(source)
         if name in self.baseline and start is not None:
             before = self.baseline[name]
+            self.ignored_from.setdefault(name, self.changed_from.get(name, before))
             if before is None or not sources.equal(source, start, before):
                 found = self._classify(source, before, start)
                 if found:

@@ -73,7 +73,7 @@ class ItemRun:
         self.fixtures: list[pytest.FixtureDef[Any]] = []
         #: A package pytest sets up for this test first, whose ``setup_module`` runs then:
         #: what the setup's first stretch changes is that package's (its tests' scope).
-        self.setup_owner: pytest.Package | None = None
+        self.setup_owner: pytest.Collector | None = None
         self.leaks: list[Leak] = []
         self.allowed: frozenset[str] | None = frozenset()  # None: every source
         self.masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
@@ -343,14 +343,16 @@ def _package_setting_up(guard: Guard, item: pytest.Item) -> pytest.Collector | N
     """The innermost package with a setup that pytest has still to set up for ``item``."""
     stack = getattr(getattr(item.session, "_setupstate", None), "stack", None)
     for node in reversed(item.listchain()):
-        if node in guard.package_setups and node not in guard.entered:
-            if stack is None or node not in stack:
-                return node
+        known = node in guard.package_setups and node not in guard.entered
+        if known and (stack is None or node not in stack):
+            return node
     return None
 
 
 def _collected(guard: Guard, collector: pytest.Collector, changes: list[Change]) -> list[Leak]:
     """Take what a collector's import (a test module's, a conftest's) changed."""
+    if guard.monitor.last_ignored:
+        _take_ignored(guard, collector)
     if not changes:
         return []
     from .report import COLLECTION
@@ -416,6 +418,14 @@ def _take(
     return leaks
 
 
+def _take_ignored(guard: Guard, owner: object) -> None:
+    """What ignored modules (pytest-randomly, Hypothesis) changed is nobody's leak, and
+    still undone with the scope it happened in: a test's end puts back its start."""
+    if guard.settings.restore != "none":
+        for source, before in guard.monitor.last_ignored.items():
+            guard.ledger.record(owner, source, before)
+
+
 def _put_back(guard: Guard, targets: Targets) -> None:
     """Restore what a scope's end puts back, and settle each leak's put-back on what the
     sources then read back as."""
@@ -440,18 +450,19 @@ def _release(guard: Guard, owner: object) -> None:
 
 
 def _check(guard: Guard, run: ItemRun) -> None:
-    """Check the sources now, and keep what the test (or the fixture being set up) changed
-    since the last check."""
-    changes = guard.monitor.checkpoint()
-    if not changes:
+    """Check the sources now, and keep what the test (or the fixture being set up, or the
+    package pytest has just set up) changed since the last check."""
+    monitor = guard.monitor
+    changes = monitor.checkpoint()
+    package = run.setup_owner
+    run.setup_owner = None  # only the first check after its setup is the package's
+    if not changes and not monitor.last_ignored:
         return
     from .report import TEST
 
     owner: object = run
     scope, fixture = TEST, None
-    package = run.setup_owner
     if package is not None:
-        run.setup_owner = None
         owner, scope = package, f"setup_module of package {package.name!r}"
     elif run.fixtures:
         fixturedef = run.fixtures[-1]
@@ -460,9 +471,13 @@ def _check(guard: Guard, run: ItemRun) -> None:
             # A wider fixture's change holds for every test in its scope, until it is
             # finalised (``pytest_fixture_post_finalizer``).
             owner, scope = fixturedef, f"fixture {fixture!r} ({fixturedef.scope})"
-    run.leaks.extend(
-        _take(guard, changes, owner, scope, run.nodeid, run.phase, fixture, run.allowed, run.masked)
-    )
+    if monitor.last_ignored:
+        _take_ignored(guard, owner)
+    if changes:
+        found = _take(
+            guard, changes, owner, scope, run.nodeid, run.phase, fixture, run.allowed, run.masked
+        )
+        run.leaks.extend(found)
     if package is not None and guard.ledger.owns(package):
         guard.entered.append(package)  # undone when pytest tears the package down
 
@@ -618,9 +633,7 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
 
     listeners = monitor.import_listeners if monitor.watching_imports else None
     with monitor.paused():
-        applied = apply(
-            recipe, monitor.sources, adopted=hold, record=record, listeners=listeners
-        )
+        applied = apply(recipe, monitor.sources, adopted=hold, record=record, listeners=listeners)
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
     hold()
@@ -880,9 +893,7 @@ def _end_of_call(guard: Guard, run: ItemRun) -> None:
         )
 
 
-def _finish(
-    item: pytest.Item, guard: Guard, run: ItemRun, nextitem: pytest.Item | None
-) -> None:
+def _finish(item: pytest.Item, guard: Guard, run: ItemRun, nextitem: pytest.Item | None) -> None:
     """After teardown: last check, put back what the test changed (and what the import of
     each collector pytest has just torn down changed), and tell the user."""
     monitor = guard.monitor

@@ -109,9 +109,7 @@ class Leak:
 class Run:
     """One process's run of a suite (a serial run, or one xdist worker's)."""
 
-    def __init__(
-        self, suite: Suite, *, restore: str, strict: bool, randomly: bool = False
-    ) -> None:
+    def __init__(self, suite: Suite, *, restore: str, strict: bool, randomly: bool = False) -> None:
         self.suite = suite
         self.restore = restore
         self.strict = strict
@@ -273,9 +271,7 @@ class Run:
                     self.state[source] = (f"randomly:{nodeid}:{phase}", 0)
             self._open()
 
-    def _test(
-        self, module: Module, test: Case, following: tuple[Module, Case] | None
-    ) -> None:
+    def _test(self, module: Module, test: Case, following: tuple[Module, Case] | None) -> None:
         nodeid = f"{module.name}.py::{test.name}"
         # The module's scope begins: the state its import left, for its own tests.
         if module.name in self._import_left and module.name not in self._entered:

@@ -540,7 +540,10 @@ def test_a_bad_deterministic_argument_is_one_clear_error(pytester: pytest.Pytest
     )
     result = pytester.runpytest("-p", "no:randomly")
     result.stdout.fnmatch_lines(
-        ["*test_bad_seed: deterministic: seed must be an integer from 0 to 2**64 - 1, or None, got -3*"]
+        [
+            "*test_bad_seed: deterministic: seed must be an integer from 0 to 2**64 - 1, or None,"
+            " got -3*"
+        ]
     )
     result.assert_outcomes(passed=1, errors=1)
     assert "KeyError" not in result.stdout.str()

@@ -32,7 +32,7 @@ import pytest
 from conftest import require
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from oracle_model import ENV, INITIAL_SEEDS, RNGS, UNLOADED, Fixture, Module, Run, Suite, Case
+from oracle_model import ENV, INITIAL_SEEDS, RNGS, UNLOADED, Case, Fixture, Module, Run, Suite
 from rng_observer import numpy_print, random_print, torch_print
 from test_scopes import OBSERVER
 
@@ -86,8 +86,11 @@ def suites(draw: Any, torch: str | None = None) -> Suite:
         tests = []
         for t in range(draw(st.integers(1, 3))):
             available = {f.name: f for f in (*session, *fixtures)}
-            names = draw(st.lists(st.sampled_from(sorted(available)), unique=True)
-                         if available else st.just([]))
+            names = draw(
+                st.lists(st.sampled_from(sorted(available)), unique=True)
+                if available
+                else st.just([])
+            )
             wanted = [available[name] for name in names]
             order = {"session": 0, "module": 1, "function": 2}
             # pytest sets wider scopes up first; within a scope, in the order requested
@@ -136,19 +139,22 @@ def code(op: tuple[Any, ...], suite: Suite) -> str:
                 "np.random.set_state(_st)"
             ),
         }[what]
-    return "import torch; " + {
-        "seed": f"torch.manual_seed({op[-1]})",
-        "draw": "torch.rand(1)",
-        "foreign": (
-            f"_g = torch.Generator(); _g.manual_seed({op[-1]}); torch.rand(1, generator=_g); "
-            "torch.set_rng_state(_g.get_state())"
-        ),
-        "local": "torch.rand(1, generator=torch.Generator().manual_seed(9))",
-        "fork": (
-            f"_st = torch.get_rng_state(); torch.manual_seed({op[-1]}); torch.rand(1); "
-            "torch.set_rng_state(_st)"
-        ),
-    }[what]
+    return (
+        "import torch; "
+        + {
+            "seed": f"torch.manual_seed({op[-1]})",
+            "draw": "torch.rand(1)",
+            "foreign": (
+                f"_g = torch.Generator(); _g.manual_seed({op[-1]}); torch.rand(1, generator=_g); "
+                "torch.set_rng_state(_g.get_state())"
+            ),
+            "local": "torch.rand(1, generator=torch.Generator().manual_seed(9))",
+            "fork": (
+                f"_st = torch.get_rng_state(); torch.manual_seed({op[-1]}); torch.rand(1); "
+                "torch.set_rng_state(_st)"
+            ),
+        }[what]
+    )
 
 
 def block(ops: list[tuple[Any, ...]], suite: Suite, indent: str) -> str:
@@ -159,9 +165,10 @@ HEADER = "import os\nimport random\n\nimport numpy as np\nimport pytest\n"
 
 
 def fixture_code(fixture: Fixture, suite: Suite) -> str:
+    setup, teardown = block(fixture.setup, suite, "    "), block(fixture.teardown, suite, "    ")
     return (
         f"@pytest.fixture(scope={fixture.scope!r})\ndef {fixture.name}():\n"
-        f"{block(fixture.setup, suite, '    ')}\n    yield\n{block(fixture.teardown, suite, '    ')}\n"
+        f"{setup}\n    yield\n{teardown}\n"
     )
 
 
@@ -193,9 +200,8 @@ def write(pytester: pytest.Pytester, suite: Suite) -> None:
         parts += [fixture_code(f, suite) for f in module.fixtures]
         for test in module.tests:
             mark = "@pytest.mark.allow_rng_leak\n" if test.allow else ""
-            parts.append(
-                f"{mark}def {test.name}({', '.join(test.fixtures)}):\n{block(test.body, suite, '    ')}\n"
-            )
+            body = block(test.body, suite, "    ")
+            parts.append(f"{mark}def {test.name}({', '.join(test.fixtures)}):\n{body}\n")
         files[module.name] = "\n\n".join(parts)
     for name, text in files.items():
         pytester.makepyfile(**{name: text})
@@ -280,10 +286,17 @@ def check_seen(model: Run, lines: list[dict[str, Any]], sources: tuple[str, ...]
 
 def leak_rows(leaks: list[Any]) -> Counter[tuple[Any, ...]]:
     return Counter(
-        (l["nodeid"], l["phase"], l["fixture"], l["source"], l["detail"], l["kind"])
-        if isinstance(l, dict)
-        else (l.nodeid, l.phase, l.fixture, l.source, l.detail, l.kind)
-        for l in leaks
+        (
+            leak["nodeid"],
+            leak["phase"],
+            leak["fixture"],
+            leak["source"],
+            leak["detail"],
+            leak["kind"],
+        )
+        if isinstance(leak, dict)
+        else (leak.nodeid, leak.phase, leak.fixture, leak.source, leak.detail, leak.kind)
+        for leak in leaks
     )
 
 
@@ -329,8 +342,8 @@ def check(
         model = Run(suite, restore=restore, strict=strict, randomly=randomly)
         model.collect()
         if number == 0:
-            expected.update(leak_rows([l for l in model.leaks if l.phase == "collection"]))
-        model.leaks = [l for l in model.leaks if l.phase != "collection"]
+            expected.update(leak_rows([leak for leak in model.leaks if leak.phase == "collection"]))
+        model.leaks = [leak for leak in model.leaks if leak.phase != "collection"]
         model.run(order_of(suite, lines, worker))
         expected.update(leak_rows(model.leaks))
         compared = tuple(s for s in RNGS if not (randomly and s in ("random", "numpy")))
@@ -375,7 +388,14 @@ def test_runs_under_pytest_randomly_match_the_model(
     pytester: pytest.Pytester, numpy: Any, suite: Suite, restore: str
 ) -> None:
     require("pytest_randomly")
-    check(pytester, suite, "--randomly-seed=12345", restore=restore, plugins=("randomly",), randomly=True)
+    check(
+        pytester,
+        suite,
+        "--randomly-seed=12345",
+        restore=restore,
+        plugins=("randomly",),
+        randomly=True,
+    )
 
 
 @examples(ci=6)

@@ -493,11 +493,14 @@ def test_a_failing_deterministic_test_shows_its_seed_and_a_command_that_reruns_i
     assert re.findall(r"SEED .+", rerun.stdout.str()) == re.findall(r"SEED .+", result.stdout.str())
 
 
+SEED_RULE = "seed must be an integer from 0 to 2**64 - 1, or None"
+
+
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ('seed="x"', "*::test_bad: deterministic: seed must be an integer from 0 to 2**64 - 1, or None, got 'x'"),
-        ("seed=-1", "*::test_bad: deterministic: seed must be an integer from 0 to 2**64 - 1, or None, got -1"),
+        ('seed="x"', f"*::test_bad: deterministic: {SEED_RULE}, got 'x'"),
+        ("seed=-1", f"*::test_bad: deterministic: {SEED_RULE}, got -1"),
         ("env=[1]", "*::test_bad: deterministic: env must be a mapping of str to str, got [[]1[]]"),
         ("speed=1", "*::test_bad: deterministic takes (seed=None, *got*kwargs=[[]'speed'[]]*"),
         (

@@ -374,7 +374,9 @@ def test_through_fork_rng_the_reseed_is_named_at_its_own_line(pytester: pytest.P
         for leak in report["leaks"]
         if leak["source"] == "torch"
     ]
-    assert rows == [("torch", "reseeded", "test_through_fork_rng_the_reseed_is_named_at_its_own_line.py", 4)]
+    assert rows == [
+        ("torch", "reseeded", "test_through_fork_rng_the_reseed_is_named_at_its_own_line.py", 4)
+    ]
     for leak in report["leaks"]:
         assert "contextlib" not in (leak["origin"] or {}).get("file", "")
 
@@ -432,7 +434,9 @@ def test_numpy_linalg_tests_start_from_the_same_state_in_every_run(
     for _ in range(2):
         result, report, lines = observed(pytester, *args)
         assert result.ret == 0, result.stdout.str()[-2000:]
-        runs.append({x["nodeid"]: x["seen"]["numpy"] for x in lines if "test_linalg" in x["nodeid"]})
+        runs.append(
+            {x["nodeid"]: x["seen"]["numpy"] for x in lines if "test_linalg" in x["nodeid"]}
+        )
     assert len(runs[0]) > 20
     assert runs[0] == runs[1]
     origins = {
@@ -441,7 +445,8 @@ def test_numpy_linalg_tests_start_from_the_same_state_in_every_run(
     import importlib.util
 
     spec = importlib.util.find_spec("numpy.linalg.tests.test_linalg")
-    assert spec is not None and spec.origin is not None
+    assert spec is not None
+    assert spec.origin is not None
     source = Path(spec.origin).read_text(encoding="utf-8").splitlines()
     at_import = next(n for n, line in enumerate(source, 1) if line.startswith("np.random.seed("))
     assert ("collection", "numpy/linalg/tests/test_linalg.py", at_import) in origins
@@ -461,8 +466,10 @@ def test_scikit_learn_seeded_by_sklearn_seed_starts_every_test_from_the_same_sta
     args = ("--pyargs", "sklearn.utils.tests.test_random", "-q", "-p", "no:cacheprovider")
     runs = []
     for _ in range(2):
-        result, report, lines = observed(pytester, *args)
+        result, _, lines = observed(pytester, *args)
         assert result.ret == 0, result.stdout.str()[-2000:]
-        runs.append({line["nodeid"]: (line["seen"]["random"], line["seen"].get("numpy")) for line in lines})
+        runs.append(
+            {line["nodeid"]: (line["seen"]["random"], line["seen"].get("numpy")) for line in lines}
+        )
     assert len(runs[0]) > 3
     assert runs[0] == runs[1]
