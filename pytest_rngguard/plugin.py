@@ -343,8 +343,9 @@ def _package_setting_up(guard: Guard, item: pytest.Item) -> pytest.Collector | N
     """The innermost package with a setup that pytest has still to set up for ``item``."""
     stack = getattr(getattr(item.session, "_setupstate", None), "stack", None)
     for node in reversed(item.listchain()):
-        known = node in guard.package_setups and node not in guard.entered
-        if known and (stack is None or node not in stack):
+        if not isinstance(node, pytest.Collector) or node not in guard.package_setups:
+            continue
+        if node not in guard.entered and (stack is None or node not in stack):
             return node
     return None
 
