@@ -70,7 +70,9 @@ def test_starting_cuda_after_a_queued_seed_was_put_back_is_no_leak(
     assert [row for row in rows if row[0] == "test_starts_cuda"] == []
     assert all(row[3] for row in rows)
     seeds = json.loads((pytester.path / "cuda-seeds.json").read_text())
-    assert 5 not in seeds  # the seed that was put back did not come back when CUDA started
+    observe(f"lazy start: {ordering}: seeds CUDA started with", seeds)
+    # The seed that was put back did not come back: CUDA started from entropy.
+    assert all(seed != 5 and seed >= 2**32 for seed in seeds)
 
 
 def test_a_seed_queued_by_the_test_that_starts_cuda_is_its_leak_and_is_put_back(
