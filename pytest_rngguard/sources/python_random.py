@@ -27,6 +27,7 @@ class PythonRandomSource(ModuleSource):
     def __init__(self) -> None:
         self._memory = mt.random_memory()
         self._inst: Any = None
+        self._type: type | None = None
         self._view: Any = None
 
     @staticmethod
@@ -39,9 +40,10 @@ class PythonRandomSource(ModuleSource):
         """A raw view of ``inst``'s state: only of an exact ``random.Random`` (a subclass may
         lay out or keep its state otherwise), rebound whenever ``random._inst`` changes; the
         instance is held, so the memory stays its."""
-        if inst is not self._inst:
+        if inst is not self._inst or type(inst) is not self._type:
             memory = self._memory if type(inst) is random.Random else None
             self._inst, self._view = inst, memory.view(inst) if memory is not None else None
+            self._type = type(inst)  # ``__class__`` can be assigned: checked at every use
         return self._view
 
     def capture(self) -> Any:
