@@ -65,6 +65,13 @@ def check_arguments(
         pairs = tuple(env.items())
     else:
         raise ValueError(f"env must be a mapping of str to str, got {env!r}")
+    for name, value in pairs:
+        # The rule of rngguard_env's lines; os.environ would refuse a NUL only once half the
+        # recipe was applied.
+        if not (name.isidentifier() and name.isascii()):
+            raise ValueError(f"env: {name!r} is not a valid environment variable name")
+        if "\0" in value:
+            raise ValueError(f"env: the value of {name} contains a NUL byte")
     for name, value in (("torch_flags", torch_flags), ("warn_only", warn_only)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be True or False, got {value!r}")
@@ -126,12 +133,17 @@ def apply(
     environment = recipe.environment()
     saved_env = read_environ(environment)
     applied = Applied(recipe, {}, saved_env)
-    for source in sources.available():
-        if source.seedable:
-            _seed(applied, sources, source, record)
-    os.environ.update(environment)
-    if "torch" in sys.modules:
-        _set_flags(applied)
+    try:
+        for source in sources.available():
+            if source.seedable:
+                _seed(applied, sources, source, record)
+        os.environ.update(environment)
+        if "torch" in sys.modules:
+            _set_flags(applied)
+    except BaseException:
+        # All or nothing: whatever stopped it (an interrupt too), nothing it did stays.
+        undo(applied, sources)
+        raise
     later = {
         import_module_of(s) for s in sources.sources if s.seedable and s.name not in applied.states
     }

@@ -1203,6 +1203,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     guard = _guard(session.config)
     if guard is None:
         return
+    run = guard.current
+    if run is not None and run.applied is not None and run.phase != DONE:
+        # A deterministic test cut short (KeyboardInterrupt, pytest.exit()): its teardown
+        # never ran, so its environment, flags and import hook are undone here.
+        _finish_deterministic(guard, run, run.applied)
+        run.phase = DONE
     # Every fixture and collector is torn down by now: whatever is still recorded (a run
     # cut short) goes back, so that nothing the session's tests changed outlives it.
     if guard.ledger:

@@ -1,0 +1,271 @@
+"""Whatever goes wrong, the user's session survives: nothing the plugin changed is left behind,
+no result is lost, and the error names what was wrong.
+
+Each case is observed from outside the inner run (the process's environment, generators,
+flags and import hooks before and after it), never read from the plugin's report.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from typing import Any
+
+import pytest
+from conftest import NO_RANDOMLY
+
+import pytest_rngguard
+
+RECIPE_VARIABLES = ("VLLM_ENABLE_V1_MULTIPROCESSING", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")
+
+
+def _process_state() -> dict[str, Any]:
+    """What a deterministic recipe changes, read through the libraries' public APIs."""
+    state: dict[str, Any] = {
+        "env": {name: os.environ.get(name) for name in RECIPE_VARIABLES},
+        "random": random.getstate(),
+        "meta_path": [type(finder).__name__ for finder in sys.meta_path],
+    }
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        legacy: Any = np_random.get_state()
+        state["numpy"] = (legacy[1].tobytes(), legacy[2:])
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"] = bytes(torch.get_rng_state().numpy().tobytes())
+        state["torch_flags"] = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
+    return state
+
+
+@pytest.fixture
+def unchanged() -> Any:
+    """Asserts, after the test, that the process is as it was before it."""
+    for name in RECIPE_VARIABLES:
+        assert name not in os.environ or name == "PYTHONHASHSEED"
+    before = _process_state()
+    yield
+    assert _process_state() == before
+
+
+# -- interrupts -------------------------------------------------------------------------------
+
+INTERRUPTED = {
+    "keyboard-interrupt": "raise KeyboardInterrupt",
+    "pytest-exit": "pytest.exit('stopping here')",
+}
+
+
+def _interrupted(pytester: pytest.Pytester, stop: str, imports: str) -> None:
+    pytester.makepyfile(
+        test_stopped=f"""
+        import random
+
+        import pytest
+        {imports}
+
+        @pytest.mark.deterministic
+        def test_first():
+            random.random()
+            {stop}
+
+        def test_never_runs():
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess(*NO_RANDOMLY, no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("stop", INTERRUPTED.values(), ids=INTERRUPTED.keys())
+def test_an_interrupted_deterministic_test_leaves_nothing_behind(
+    numpy: Any, pytester: pytest.Pytester, unchanged: None, stop: str
+) -> None:
+    _interrupted(pytester, stop, "import numpy")
+
+
+@pytest.mark.parametrize("stop", INTERRUPTED.values(), ids=INTERRUPTED.keys())
+def test_an_interrupted_deterministic_test_with_torch_leaves_nothing_behind(
+    torch: Any, pytester: pytest.Pytester, unchanged: None, stop: str
+) -> None:
+    _interrupted(pytester, stop, "import torch")
+
+
+def test_an_interrupt_in_a_fixture_of_a_deterministic_test_leaves_nothing_behind(
+    pytester: pytest.Pytester, unchanged: None
+) -> None:
+    pytester.makepyfile(
+        test_stopped="""
+        import pytest
+
+        @pytest.fixture
+        def stops():
+            yield
+            raise KeyboardInterrupt
+
+        @pytest.mark.deterministic
+        def test_first(stops):
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess(*NO_RANDOMLY, no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+# -- the recipe is all or nothing -------------------------------------------------------------
+
+BAD_ENV = {
+    "empty name": ({"": "1"}, "'' is not a valid environment variable name"),
+    "= in the name": ({"A=B": "1"}, "'A=B' is not a valid environment variable name"),
+    "NUL in the name": ({"A\0B": "1"}, "is not a valid environment variable name"),
+    "NUL in the value": ({"MY_VAR": "a\0b"}, "the value of MY_VAR contains a NUL byte"),
+}
+
+
+@pytest.mark.parametrize(("env", "message"), BAD_ENV.values(), ids=BAD_ENV.keys())
+def test_a_bad_env_entry_is_an_error_and_changes_nothing(
+    pytester: pytest.Pytester, unchanged: None, env: dict[str, str], message: str
+) -> None:
+    pytester.makepyfile(
+        test_bad=f"""
+        import os
+        import random
+
+        import pytest
+
+        @pytest.mark.deterministic(env={env!r})
+        def test_marked():
+            pass
+
+        def test_after():
+            assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ
+        """
+    )
+    result = pytester.runpytest_inprocess(*NO_RANDOMLY, "--rngguard=fail")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"*deterministic: env: *{message}*"])
+    assert "leak" not in result.stdout.str().lower()
+
+
+@pytest.mark.parametrize(("env", "message"), BAD_ENV.values(), ids=BAD_ENV.keys())
+def test_the_context_manager_refuses_a_bad_env_entry_before_changing_anything(
+    unchanged: None, env: dict[str, str], message: str
+) -> None:
+    with (
+        pytest.raises(ValueError, match=message.replace("(", r"\(")),
+        pytest_rngguard.deterministic(0, env=env),
+    ):
+        pass  # pragma: no cover
+
+
+def test_a_seed_out_of_range_is_refused_before_changing_anything(unchanged: None) -> None:
+    with (
+        pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*64 - 1"),
+        pytest_rngguard.deterministic(2**70),
+    ):
+        pass  # pragma: no cover
+
+
+def test_distinct_large_seeds_give_distinct_streams(numpy: Any) -> None:
+    draws = {}
+    for seed in (0, 1, 2**32, 2**32 + 1, 2**63, 2**64 - 1):
+        with pytest_rngguard.deterministic(seed):
+            draws[seed] = (random.random(), float(numpy.random.random()))
+    assert len({d[0] for d in draws.values()}) == len(draws)
+    assert len({d[1] for d in draws.values()}) == len(draws)
+
+
+# -- third-party sources that misbehave -------------------------------------------------------
+
+FAULTY_SOURCE = """
+import random
+
+from pytest_rngguard import Difference, ModuleSource, register_source
+
+_rng = random.Random(0)
+
+
+class Faulty(ModuleSource):
+    name = "faulty"
+    module = "random"
+    fault = ""
+
+    def capture(self):
+        if self.fault == "capture":
+            raise RuntimeError("capture broke")
+        if self.fault == "array":
+            import numpy
+            return numpy.frombuffer(repr(_rng.getstate()).encode()[:64], dtype="uint8").copy()
+        if self.fault == "eq":
+            return Uncomparable(_rng.getstate())
+        return _rng.getstate()
+
+    def restore(self, state):
+        if self.fault == "restore":
+            raise RuntimeError("restore broke")
+        if isinstance(state, tuple):
+            _rng.setstate(state)
+
+    def seed(self, seed):
+        if self.fault == "seed":
+            raise RuntimeError("seed broke")
+        _rng.seed(seed)
+
+    def classify(self, before, after):
+        return [Difference("reseeded")]
+
+
+class Uncomparable:
+    def __init__(self, state):
+        self.state = state
+
+    def __eq__(self, other):
+        raise RuntimeError("eq broke")
+
+    __hash__ = None
+
+
+source = Faulty()
+source.fault = {fault!r}
+register_source(source)
+"""
+
+
+@pytest.mark.parametrize("fault", ["capture", "array", "eq", "restore", "seed"])
+def test_a_faulty_source_is_disabled_with_one_warning_and_the_tests_run(
+    pytester: pytest.Pytester, unchanged: None, fault: str, numpy: Any
+) -> None:
+    pytester.makeconftest(FAULTY_SOURCE.format(fault=fault))
+    pytester.makepyfile(
+        test_uses=r"""
+        import random
+
+        import pytest
+
+        @pytest.mark.deterministic(seed=3)
+        def test_marked():
+            assert random.random() == random.Random(3).random()
+
+        def test_leaks():
+            random.seed(1)
+
+        @pytest.mark.deterministic(seed=4)
+        def test_marked_again():
+            assert random.random() == random.Random(4).random()
+        """
+    )
+    result = pytester.runpytest_inprocess(*NO_RANDOMLY)
+    output = result.stdout.str()
+    assert "INTERNALERROR" not in output, output
+    assert "Traceback" not in output, output
+    result.assert_outcomes(passed=3, warnings=2)
+    assert output.count("source 'faulty'") == 1, output
+    result.stdout.fnmatch_lines(["*random reseeded during call*"])
+    assert "faulty reseeded" not in output
