@@ -269,3 +269,102 @@ def test_a_faulty_source_is_disabled_with_one_warning_and_the_tests_run(
     assert output.count("source 'faulty'") == 1, output
     result.stdout.fnmatch_lines(["*random reseeded during call*"])
     assert "faulty reseeded" not in output
+
+
+# -- any option, ini or marker value: a working run, a usage error or a clean test error --------
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+ODD_TEXT = st.sampled_from(["", " ", "0", "-1", "1", "2", "yes", "maybe", "all", "x=y", "\t"]) | (
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
+    if given is not None
+    else None
+)
+OPTIONS = ("--rngguard", "--rngguard-restore", "--rngguard-seed", "--rngguard-repeat")
+INI_KEYS = (
+    "rngguard_mode",
+    "rngguard_strict",
+    "rngguard_restore",
+    "rngguard_seed",
+    "rngguard_sources",
+    "rngguard_env",
+    "rngguard_ignore",
+    "rngguard_trace",
+)
+MARKER_ARGS = st.sampled_from(
+    [
+        "",
+        "1",
+        "-1",
+        "2**64",
+        "'1'",
+        "None",
+        "seed=1.5",
+        "env={'A': 1}",
+        "env={'': 'x'}",
+        "env=['A']",
+        "torch_flags='yes'",
+        "warn_only=None",
+        "repeat=0",
+        "repeat='2'",
+        "1, 2",
+        "unknown=1",
+        "seed=True",
+        "env={'OK_VAR': 'v'}",
+    ]
+)
+
+
+@pytest.mark.skipif(given is None, reason="needs hypothesis")
+@settings(
+    max_examples=int(os.environ.get("RNGGUARD_FUZZ_EXAMPLES", "25")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck) if given is not None else [],
+)
+@given(
+    option=st.sampled_from(OPTIONS),
+    value=ODD_TEXT,
+    ini=st.sampled_from(INI_KEYS),
+    ini_value=ODD_TEXT,
+    marker=MARKER_ARGS,
+)
+def test_any_value_gives_a_run_a_usage_error_or_a_clean_test_error(
+    pytester: pytest.Pytester,
+    unchanged: None,
+    option: str,
+    value: str,
+    ini: str,
+    ini_value: str,
+    marker: str,
+) -> None:
+    """``RNGGUARD_FUZZ_EXAMPLES=500`` for a long run."""
+    if "\n" in ini_value or "\r" in ini_value:
+        ini_value = ini_value.replace("\n", " ").replace("\r", " ")
+    pytester.makeini(f"[pytest]\n{ini} = {ini_value}\n")
+    pytester.makepyfile(
+        test_fuzzed=f"""
+        import random
+
+        import pytest
+
+        @pytest.mark.deterministic({marker})
+        def test_marked():
+            random.random()
+
+        def test_plain():
+            random.seed(3)
+        """
+    )
+    result = pytester.runpytest_inprocess(*NO_RANDOMLY, f"{option}={value}")
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output, output
+    assert result.ret in (0, 1, pytest.ExitCode.USAGE_ERROR), output
+    if result.ret == pytest.ExitCode.USAGE_ERROR:
+        assert option in output or ini in output, output  # the error names what was wrong
+    for line in output.splitlines():
+        assert not (line.startswith("  File ") and "pytest_rngguard" in line), output
