@@ -1164,6 +1164,13 @@ def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
         lines.extend(render_summary(leaks, verbose))
     for problem in guard.not_reproducible:
         lines.append(f"not reproducible: {problem['nodeid']}: {problem['detail']}")
+    if guard.settings.mode == "fail" and guard.collection_leaks:
+        # No test failed for them: say why the run fails under its green count.
+        modules = sorted({leak.nodeid for leak in guard.collection_leaks})
+        lines.append(
+            f"error: --rngguard=fail: the import of {', '.join(modules)} changed global "
+            f"random state, so the session fails"
+        )
     if guard.stored is not None:
         from .reproducibility import version_note
 

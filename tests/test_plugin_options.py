@@ -148,8 +148,15 @@ def test_fail_mode_exits_non_zero_for_a_collection_leak(pytester: pytest.Pyteste
         """
     )
     result = run(pytester, "--rngguard=fail")
-    assert result.ret != pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*random reseeded during collection*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*random reseeded during collection*",
+            "error: --rngguard=fail: the import of test_fail_mode_exits_non_zero_for_a_collection_"
+            "leak.py changed global random state, so the session fails",
+            "*1 passed*",
+        ]
+    )
 
 
 def test_off_mode_reports_nothing_and_patches_nothing(
