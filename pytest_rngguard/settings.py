@@ -107,9 +107,20 @@ def _raw(config: pytest.Config, option: Option) -> tuple[Any, str]:
         value = config.getoption(f"rngguard_{option.dest}")
         if value is not None:
             return value, option.cli
-    if option.ini is not None:
-        return config.getini(option.ini), f"{option.ini} (ini)"
-    return option.default, option.cli or option.dest
+    if option.ini is None:
+        return option.default, option.cli or option.dest
+    name = f"{option.ini} (ini)"
+    try:
+        return config.getini(option.ini), name
+    except (ValueError, TypeError, pytest.UsageError) as exc:
+        if option.ini_type != "bool":
+            raise
+        # pytest's own message names the value but not the key.
+        problem = str(exc)
+    raise pytest.UsageError(
+        f"rngguard: {name} is not a boolean ({problem}): use true or false "
+        f"(or yes/no, on/off, 1/0)"
+    )
 
 
 def _usage(name: str, value: Any, allowed: str) -> pytest.UsageError:
