@@ -15,7 +15,7 @@ from _pytest.runner import runtestprotocol
 
 from ._version import __version__
 from .errors import RNGLeakWarning
-from .settings import Settings, add_options, resolve
+from .settings import Settings, add_options, check_sources, resolve
 
 if TYPE_CHECKING:
     from .determinism import Applied, Recipe
@@ -107,6 +107,7 @@ class Guard:
         "fresh",
         "gathering",
         "header_sources",
+        "known_sources",
         "last_marker",
         "leaks",
         "ledger",
@@ -174,6 +175,8 @@ class Guard:
         #: what the last one found, unless the monitor saw a call (``Monitor.idle``).
         self.fresh = False
         self.header_sources: tuple[str, ...] = ()
+        #: Every source's name, checked or not: what ``allow_rng_leak`` accepts.
+        self.known_sources: frozenset[str] = frozenset()
         self.deterministic_ran = False
         #: Fingerprints of this session's passing deterministic tests, by node id.
         self.fingerprints: dict[str, dict[str, Any]] = {}
@@ -207,7 +210,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from .sourceset import SourceSet
 
     settings = resolve(config)
-    sources = SourceSet(build_sources(settings.env_watched, settings.sources))
+    every = build_sources(settings.env_watched)
+    check_sources(settings, [s.name for s in every])
+    only = settings.sources
+    sources = SourceSet(every if only is None else [s for s in every if s.name in only])
     # A frame of a collected test module or a conftest is always the caller, even where
     # the library's own test suite lives inside the library (NumPy's does).
     test_files: set[str] = {
@@ -226,6 +232,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     guard = Guard(settings, monitor, Ledger(), str(config.rootpath))
     guard.test_files = test_files
+    guard.known_sources = frozenset(s.name for s in every)
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
     if settings.fingerprints and not settings.fingerprints_update:
         from .reproducibility import load_fingerprints
@@ -358,20 +365,20 @@ def _collected(guard: Guard, collector: pytest.Collector, changes: list[Change])
         return []
     from .report import COLLECTION
 
-    allowed = _allowed_quietly(collector)
+    allowed = _allowed_quietly(guard, collector)
     return _take(
         guard, changes, collector, COLLECTION, collector.nodeid, "collection", None, allowed
     )
 
 
-def _allowed_quietly(node: pytest.Collector) -> frozenset[str] | None:
+def _allowed_quietly(guard: Guard, node: pytest.Collector) -> frozenset[str] | None:
     """What a module's ``allow_rng_leak`` markers (``pytestmark``) allow, for its import;
     a bad marker allows nothing here (its tests report the bad argument)."""
     markers = list(node.iter_markers("allow_rng_leak"))
     if not markers:
         return frozenset()
     try:
-        return _allowed(node, markers)
+        return _allowed(node, markers, guard.known_sources)
     except pytest.fail.Exception:
         return frozenset()
 
@@ -539,7 +546,7 @@ def _survey(item: pytest.Item) -> Survey:
 
 
 def _allowed(
-    item: pytest.Item | pytest.Collector, markers: list[pytest.Mark]
+    item: pytest.Item | pytest.Collector, markers: list[pytest.Mark], known: frozenset[str]
 ) -> frozenset[str] | None:
     names: set[str] = set()
     for marker in markers:
@@ -552,9 +559,6 @@ def _allowed(
             )
         if not marker.args:
             return None
-        from .sources import known_names
-
-        known = set(known_names())
         for name in marker.args:
             if not isinstance(name, str) or name not in known:
                 pytest.fail(
@@ -777,7 +781,7 @@ class Watcher:
         )
         guard.fresh = guard.fresh and own_setups
         if allow:
-            run.allowed = _allowed(item, allow)
+            run.allowed = _allowed(item, allow, guard.known_sources)
         if guard.scoped:
             _enter_scopes(guard, run)
         if guard.package_setups and guard.watching:

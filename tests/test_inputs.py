@@ -4,7 +4,7 @@ is either honoured or refused with a message naming it, never an internal error.
 from __future__ import annotations
 
 import pytest
-from conftest import run
+from conftest import leak_rows, run, run_with_report
 
 # -- ini booleans ----------------------------------------------------------------------------
 
@@ -33,3 +33,94 @@ def test_every_spelling_of_true_pytest_accepts_turns_strict_on(
     pytester.makeini(f"[pytest]\nrngguard_strict = {value}\n")
     pytester.makepyfile("def test_nothing(): pass")
     run(pytester).stdout.fnmatch_lines(["rngguard: mode=warn strict=yes *"])
+
+
+# -- sources from entry points ---------------------------------------------------------------
+
+JITTER_SOURCE = """
+    from pytest_rngguard.sources import ModuleSource, Difference
+
+    STATE = {"value": 1}
+
+    class JitterSource(ModuleSource):
+        name = "jitter"
+        module = "jitter_source"
+
+        def capture(self):
+            return STATE["value"]
+
+        def restore(self, state):
+            STATE["value"] = state
+
+        def seed(self, seed):
+            STATE["value"] = seed
+
+        def classify(self, before, after):
+            return [Difference("reseeded")]
+    """
+
+
+def _install_jitter(pytester: pytest.Pytester) -> None:
+    """A distribution as pip installs one: its module and a dist-info whose
+    entry_points.txt declares the source."""
+    pytester.makepyfile(jitter_source=JITTER_SOURCE)
+    info = pytester.path / "jitter_source-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jitter-source\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[pytest_rngguard.sources]\njitter = jitter_source:JitterSource\n"
+    )
+    pytester.syspathinsert()
+
+
+LEAKS_JITTER = """
+    import pytest
+    import jitter_source
+
+    @pytest.mark.allow_rng_leak("jitter", reason="it is the point")
+    def test_allowed():
+        jitter_source.STATE["value"] = 5
+
+    def test_reported():
+        jitter_source.STATE["value"] = 6
+    """
+
+
+def test_allow_rng_leak_accepts_a_source_from_an_entry_point(pytester: pytest.Pytester) -> None:
+    _install_jitter(pytester)
+    pytester.makepyfile(test_jitter=LEAKS_JITTER)
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=2, warnings=1)
+    assert leak_rows(report, "nodeid", "source") == [("test_jitter.py::test_reported", "jitter")]
+    result.stdout.no_fnmatch_line("*not a source*")
+
+
+def test_rngguard_sources_accepts_a_source_from_an_entry_point(pytester: pytest.Pytester) -> None:
+    _install_jitter(pytester)
+    pytester.makeini("[pytest]\nrngguard_sources = jitter\n")
+    pytester.makepyfile(
+        test_jitter="""
+        import random
+        import jitter_source
+
+        def test_reseeds_both():
+            random.seed(1)
+            jitter_source.STATE["value"] = 6
+        """
+    )
+    result, report = run_with_report(pytester)
+    assert result.ret == pytest.ExitCode.OK
+    assert leak_rows(report, "source") == [("jitter",)]
+
+
+def test_rngguard_sources_still_refuses_an_unknown_name_listing_entry_point_sources(
+    pytester: pytest.Pytester,
+) -> None:
+    _install_jitter(pytester)
+    pytester.makeini("[pytest]\nrngguard_sources = jiter\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: rngguard: rngguard_sources (ini)='jiter' is not valid: known sources are *jitter"]
+    )
