@@ -117,6 +117,7 @@ class Guard:
         "quiet",
         "rootdir",
         "scoped",
+        "seeding",
         "settings",
         "settled",
         "silent",
@@ -177,6 +178,9 @@ class Guard:
         self.header_sources: tuple[str, ...] = ()
         #: Every source's name, checked or not: what ``allow_rng_leak`` accepts.
         self.known_sources: frozenset[str] = frozenset()
+        #: What the ``deterministic`` marker seeds: every source, also those that
+        #: ``rngguard_sources`` leaves unchecked (the monitor's set when it names none).
+        self.seeding = monitor.sources
         self.deterministic_ran = False
         #: Fingerprints of this session's passing deterministic tests, by node id.
         self.fingerprints: dict[str, dict[str, Any]] = {}
@@ -207,6 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .monitor import Monitor
     from .origins import IgnoreRules, PathShortener
     from .sources import build_sources
+    from .sources.base import import_module_of
     from .sourceset import SourceSet
 
     settings = resolve(config)
@@ -233,6 +238,11 @@ def pytest_configure(config: pytest.Config) -> None:
     guard = Guard(settings, monitor, Ledger(), str(config.rootpath))
     guard.test_files = test_files
     guard.known_sources = frozenset(s.name for s in every)
+    if only is not None:
+        guard.seeding = SourceSet(every)
+        guard.seeding.errors = sources.errors  # a source that fails is shown like any other
+        # The marker seeds the unchecked ones too, also when first imported in a test.
+        monitor.watch({import_module_of(s) for s in every if s.name not in only})
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
     if settings.fingerprints and not settings.fingerprints_update:
         from .reproducibility import load_fingerprints
@@ -633,12 +643,14 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
 
     def record(name: str, before: Any) -> None:
         # The seeds are the test's changes: undone with the rest of them, after a wider
-        # fixture set up during the test has had its own change kept.
-        guard.ledger.record(run, name, before)
+        # fixture set up during the test has had its own change kept.  An unchecked
+        # source's seed is nobody else's: ``_finish_deterministic`` puts it back.
+        if monitor.source(name) is not None:
+            guard.ledger.record(run, name, before)
 
     listeners = monitor.import_listeners if monitor.watching_imports else None
     with monitor.paused():
-        applied = apply(recipe, monitor.sources, adopted=hold, record=record, listeners=listeners)
+        applied = apply(recipe, guard.seeding, adopted=hold, record=record, listeners=listeners)
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
     hold()
@@ -663,8 +675,11 @@ def _finish_deterministic(guard: Guard, run: ItemRun, applied: Applied) -> None:
     from .determinism import undo
 
     monitor = guard.monitor
+    unchecked = {n: state for n, state in applied.states.items() if monitor.source(n) is None}
     with monitor.paused():
-        undo(applied, monitor.sources, restore_sources=False)
+        undo(applied, guard.seeding, restore_sources=False)
+        if unchecked:
+            guard.seeding.restore(unchecked)
     monitor.held = frozenset()
 
 

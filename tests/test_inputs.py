@@ -3,8 +3,10 @@ is either honoured or refused with a message naming it, never an internal error.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
-from conftest import leak_rows, run, run_with_report
+from conftest import leak_rows, require, run, run_with_report
 
 # -- ini booleans ----------------------------------------------------------------------------
 
@@ -124,3 +126,75 @@ def test_rngguard_sources_still_refuses_an_unknown_name_listing_entry_point_sour
     result.stderr.fnmatch_lines(
         ["ERROR: rngguard: rngguard_sources (ini)='jiter' is not valid: known sources are *jitter"]
     )
+
+
+# -- rngguard_sources narrows checking, not seeding ----------------------------------------
+
+
+def test_the_deterministic_marker_seeds_sources_that_rngguard_sources_leaves_unchecked(
+    pytester: pytest.Pytester, numpy: ModuleType, torch: ModuleType
+) -> None:
+    pytester.makeini("[pytest]\nrngguard_sources = numpy\n")
+    pytester.makepyfile(
+        """
+        import random
+
+        import numpy as np
+        import pytest
+        import torch
+
+        BEFORE = {}
+
+        def test_before():
+            BEFORE["random"] = random.getstate()
+            BEFORE["torch"] = torch.get_rng_state()
+
+        @pytest.mark.deterministic
+        def test_seeded(rngguard_seed):
+            assert random.random() == random.Random(rngguard_seed).random()
+            expected = torch.rand(3, generator=torch.Generator().manual_seed(rngguard_seed))
+            assert torch.equal(torch.rand(3), expected)
+            np.random.rand()
+
+        def test_after():
+            assert random.getstate() == BEFORE["random"]
+            assert torch.equal(torch.get_rng_state(), BEFORE["torch"])
+        """
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=3)
+    assert report["leaks"] == []
+    result.stdout.fnmatch_lines(["rngguard: mode=warn strict=no seed=0 sources=numpy"])
+
+
+def test_the_marker_seeds_torch_first_imported_in_the_test_though_unchecked(
+    pytester: pytest.Pytester,
+) -> None:
+    require("torch")
+    pytester.makeini("[pytest]\nrngguard_sources = env\n")
+    pytester.makepyfile(
+        """
+        import sys
+
+        import pytest
+
+        STATES = []
+
+        @pytest.mark.deterministic(seed=3)
+        def test_imports_torch():
+            assert "torch" not in sys.modules
+            import torch
+
+            STATES.append(torch.get_rng_state())
+            expected = torch.rand(3, generator=torch.Generator().manual_seed(3))
+            assert torch.equal(torch.rand(3), expected)
+
+        def test_after():
+            import torch
+
+            # Back to the state its import made, not left as the seeded test left it.
+            assert not torch.equal(torch.get_rng_state(), STATES[0])
+            assert torch.initial_seed() != 3
+        """
+    )
+    run(pytester, alone=True).assert_outcomes(passed=2)
