@@ -4,9 +4,12 @@ is either honoured or refused with a message naming it, never an internal error.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import pytest
 from conftest import leak_rows, require, run, run_with_report
+
+from pytest_rngguard.reproducibility import Recorder, first_difference, normalize
 
 # -- ini booleans ----------------------------------------------------------------------------
 
@@ -198,3 +201,64 @@ def test_the_marker_seeds_torch_first_imported_in_the_test_though_unchecked(
         """
     )
     run(pytester, alone=True).assert_outcomes(passed=2)
+
+
+# -- records the comparison cannot read ------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*(prototype|[Ss]parse).*:UserWarning")
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda t: t.sparse_coo_tensor([[0, 1]], [1.0, 2.0], (3,)), "a sparse tensor"),
+        (lambda t: t.eye(2).to_sparse_csr(), None),
+        (lambda t: t.zeros(2, device="meta"), "a meta tensor"),
+        (lambda t: t.nested.nested_tensor([t.zeros(2), t.zeros(3)]), "a nested tensor"),
+    ],
+    ids=["sparse", "sparse_csr", "meta", "nested"],
+)
+def test_recording_a_tensor_without_plain_data_names_the_record_and_the_path(
+    torch: ModuleType, make: Any, what: str | None
+) -> None:
+    value = make(torch)
+    what = what or f"a {str(value.layout).removeprefix('torch.')} tensor"
+    with pytest.raises(TypeError) as caught:
+        Recorder().record("x", [{"w": value}])
+    assert str(caught.value) == (
+        f"record 'x': cannot record {what} at [0]['w']; record a dense CPU copy "
+        f"(tensor.to_dense(), torch.nested.to_padded_tensor()) or numbers derived from it"
+    )
+
+
+def test_recording_a_meta_tensor_itself_names_the_record(torch: ModuleType) -> None:
+    with pytest.raises(TypeError, match=r"^record 'x': cannot record a meta tensor;"):
+        Recorder().record("x", torch.zeros(2, device="meta"))
+
+
+def test_recording_a_list_that_contains_itself_names_where_it_recurs() -> None:
+    a: list[Any] = []
+    a.append(a)
+    with pytest.raises(TypeError) as caught:
+        Recorder().record("x", {"k": a})
+    assert str(caught.value) == (
+        "record 'x': cannot record a list that contains itself at ['k'][0]"
+    )
+
+
+def test_a_value_shared_twice_is_not_mistaken_for_recursion() -> None:
+    shared = [1.0, 2.0]
+    recorder = Recorder()
+    recorder.record("x", [shared, shared, {"a": shared}])
+    copies = [[1.0, 2.0], [1.0, 2.0], {"a": [1.0, 2.0]}]
+    assert first_difference(recorder.records["x"], normalize(copies), "x") is None
+
+
+def test_assert_reproducible_names_the_result_path_of_a_recursive_value() -> None:
+    from pytest_rngguard import assert_reproducible
+
+    a: list[Any] = []
+    a.append(a)
+    with pytest.raises(
+        TypeError, match=r"^result: cannot compare a list that contains itself at \[0\]$"
+    ):
+        assert_reproducible(lambda: a)
