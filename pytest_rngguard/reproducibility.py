@@ -149,9 +149,31 @@ def _array_bits(array: Array) -> bytes:
     import numpy
 
     flat = data.reshape(-1)
+    if flat.dtype.char in "gG":
+        return _long_double_bits(flat)
     if flat.dtype.kind in "fc":
         flat = numpy.where(numpy.isnan(flat), numpy.array(numpy.nan, dtype=flat.dtype), flat)
     return bytes(flat.tobytes())
+
+
+def _long_double_bits(flat: Any) -> bytes:
+    """Long doubles by value: x87's 80 bits sit in 12 or 16 bytes whose padding is whatever
+    was in memory.  Per number: NaN or infinity, sign, exponent, then the fraction's bits in
+    32-bit words (each step exact, in any binary format); every NaN is the same NaN."""
+    import numpy
+
+    if flat.dtype.kind == "c":
+        flat = flat.view(flat.real.dtype)  # real, imaginary, real, ...
+    nan, finite = numpy.isnan(flat), numpy.isfinite(flat)
+    fraction, exponent = numpy.frexp(numpy.where(finite, flat, 0))
+    columns = [nan * 2 + ~finite, numpy.signbit(flat) & ~nan, exponent]
+    fraction = numpy.abs(fraction)
+    for _ in range(-(-(numpy.finfo(flat.dtype).nmant + 1) // 32)):
+        fraction = numpy.ldexp(fraction, 32)
+        word = numpy.floor(fraction)
+        columns.append(word)
+        fraction -= word
+    return bytes(numpy.stack([c.astype(numpy.uint32) for c in columns], axis=-1).tobytes())
 
 
 def _element(array: Array, index: int) -> Any:

@@ -3,13 +3,14 @@ is either honoured or refused with a message naming it, never an internal error.
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
 import pytest
 from conftest import leak_rows, require, run, run_with_report
 
-from pytest_rngguard.reproducibility import Recorder, first_difference, normalize
+from pytest_rngguard.reproducibility import Recorder, digest, first_difference, normalize
 
 # -- ini booleans ----------------------------------------------------------------------------
 
@@ -262,3 +263,82 @@ def test_assert_reproducible_names_the_result_path_of_a_recursive_value() -> Non
         TypeError, match=r"^result: cannot compare a list that contains itself at \[0\]$"
     ):
         assert_reproducible(lambda: a)
+
+
+# -- long doubles ----------------------------------------------------------------------------
+
+
+def _with_padding(numpy: ModuleType, values: list[Any], fill: int) -> Any:
+    """Long doubles equal to ``values`` whose padding bytes (x87's 80 bits in 16) are ``fill``."""
+    array = numpy.array(values, dtype=numpy.longdouble)
+    width = array.dtype.itemsize
+    used = 10
+    raw = bytearray(array.tobytes())
+    for start in range(0, len(raw), width):
+        raw[start + used : start + width] = bytes([fill]) * (width - used)
+    return numpy.frombuffer(bytes(raw), dtype=numpy.longdouble).copy()
+
+
+@pytest.fixture
+def x87(numpy: ModuleType) -> None:
+    info = numpy.finfo(numpy.longdouble)
+    if info.nmant != 63 or numpy.dtype(numpy.longdouble).itemsize <= 10:
+        pytest.skip("long double here is not x87's 80-bit format with padding")
+
+
+@pytest.mark.usefixtures("x87")
+def test_equal_long_doubles_with_different_padding_are_the_same(numpy: ModuleType) -> None:
+    # 2**-16400 is below double's range: long doubles are not compared as doubles.
+    values = [1.5, -0.0, math.inf, math.nan, numpy.longdouble(2) ** -16400]
+    a = _with_padding(numpy, values, 0x00)
+    b = _with_padding(numpy, values, 0xAB)
+    assert a.tobytes() != b.tobytes()
+    assert first_difference(normalize(a), normalize(b), "value") is None
+    assert digest(normalize(a)) == digest(normalize(b))
+    assert first_difference(normalize(a[0]), normalize(b[0]), "value") is None
+    complex_a = a[:2].astype(numpy.clongdouble)
+    complex_b = b[:2].astype(numpy.clongdouble)
+    assert first_difference(normalize(complex_a), normalize(complex_b), "value") is None
+
+
+@pytest.mark.usefixtures("x87")
+def test_long_doubles_that_differ_in_the_last_bit_or_the_sign_of_zero_still_differ(
+    numpy: ModuleType,
+) -> None:
+    one = numpy.longdouble(1)
+    a = numpy.array([one, 0.0], dtype=numpy.longdouble)
+    b = numpy.array([numpy.nextafter(one, numpy.longdouble(2)), 0.0], dtype=numpy.longdouble)
+    assert first_difference(normalize(a), normalize(b), "value") is not None
+    assert digest(normalize(a)) != digest(normalize(b))
+    zeros = normalize(numpy.array([0.0], dtype=numpy.longdouble))
+    minus = normalize(numpy.array([-0.0], dtype=numpy.longdouble))
+    assert first_difference(zeros, minus, "value") is not None
+    tiny = numpy.array([numpy.longdouble(2) ** -16400], dtype=numpy.longdouble)
+    assert first_difference(normalize(tiny), normalize(tiny * 2), "value") is not None
+    huge = numpy.array([numpy.finfo(numpy.longdouble).max], dtype=numpy.longdouble)
+    assert first_difference(normalize(huge), normalize(huge / 2), "value") is not None
+
+
+def test_a_reproducibility_run_with_long_doubles_that_differ_only_in_padding_passes(
+    pytester: pytest.Pytester, numpy: ModuleType, x87: None
+) -> None:
+    pytester.makepyfile(
+        """
+        import itertools
+
+        import numpy as np
+        import pytest
+
+        FILL = itertools.count(1)
+
+        @pytest.mark.deterministic
+        def test_sums(rngguard):
+            value = np.array([1.5], dtype=np.longdouble)
+            raw = bytearray(value.tobytes())
+            raw[10:] = bytes([next(FILL)]) * (len(raw) - 10)
+            rngguard.record("sum", np.frombuffer(bytes(raw), dtype=np.longdouble))
+        """
+    )
+    result, report = run_with_report(pytester, "--rngguard-repeat=3")
+    result.assert_outcomes(passed=1)
+    assert report["not_reproducible"] == []
