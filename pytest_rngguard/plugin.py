@@ -265,7 +265,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(gatherer, "rngguard-gatherer")
         config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
     if settings.enabled:
-        monitor.start()
+        refused = monitor.start()
+        if refused is not None:
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(
+                    f"rngguard: --rngguard-trace is off: {refused}; origins that only the "
+                    f"tracer finds are not reported"
+                ),
+                stacklevel=2,
+            )
         monitor.active = True
         config.add_cleanup(monitor.stop)
 
@@ -927,6 +935,9 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun, nextitem: pytest.Item
         _leave_scopes(guard, nextitem)
     if not guard.watching:
         return
+    lost = monitor.resume_tracing() if guard.settings.trace else None
+    if lost is not None:
+        item.warn(pytest.PytestWarning(lost))
     if run.applied is None:
         monitor.settle()
     else:

@@ -4,6 +4,7 @@ is either honoured or refused with a message naming it, never an internal error.
 from __future__ import annotations
 
 import math
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -342,3 +343,111 @@ def test_a_reproducibility_run_with_long_doubles_that_differ_only_in_padding_pas
     result, report = run_with_report(pytester, "--rngguard-repeat=3")
     result.assert_outcomes(passed=1)
     assert report["not_reproducible"] == []
+
+
+# -- --rngguard-trace beside profilers ------------------------------------------------------
+
+REMOVES_PROFILE = """
+    import random
+    import sys
+
+    def test_removes_every_profiler():
+        sys.setprofile(None)
+
+    def test_reseeds_through_the_generator_object():
+        random._inst.seed(3)
+    """
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ traces with sys.monitoring")
+def test_trace_comes_back_with_a_warning_after_a_test_removed_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_profile=REMOVES_PROFILE)
+    before = sys.getprofile()
+    result, report = run_with_report(pytester, "--rngguard-trace", "-p", "no:xdist")
+    assert sys.getprofile() is before
+    result.assert_outcomes(passed=2, warnings=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_profile.py::test_removes_every_profiler*",
+            "*rngguard: this test removed the --rngguard-trace tracer (sys.setprofile); "
+            "origins after that were not traced; it is installed again",
+        ]
+    )
+    (leak,) = report["leaks"]
+    assert leak["nodeid"] == "test_profile.py::test_reseeds_through_the_generator_object"
+    assert leak["origin"]["function"] == "test_reseeds_through_the_generator_object"
+
+
+PROFILED_CONFTEST = """
+    import cProfile
+    import pstats
+
+    PROFILER = cProfile.Profile()
+    PROFILER.enable()
+
+    def pytest_unconfigure(config):
+        PROFILER.disable()
+        calls = sum(
+            stats[1] for key, stats in pstats.Stats(PROFILER).stats.items() if key[2] == "work"
+        )
+        with open("calls.txt", "w") as out:
+            out.write(str(calls))
+    """
+
+PROFILED_TEST = """
+    def work():
+        return 1
+
+    def test_works():
+        for _ in range(50):
+            work()
+    """
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ traces with sys.monitoring")
+def test_trace_leaves_a_profiler_installed_before_the_session_alone_and_says_so(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(PROFILED_CONFTEST)
+    pytester.makepyfile(test_profiled=PROFILED_TEST)
+    result = run(pytester, "--rngguard-trace", subprocess=True)
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "calls.txt").read_text() == "50"
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: rngguard: --rngguard-trace is off: another profiler is "
+            "installed (sys.setprofile) and the tracer would replace it*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ traces with sys.monitoring")
+def test_a_profiler_a_test_starts_gets_every_call_and_the_test_is_named(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_profiled="""
+        import cProfile
+        import pstats
+
+        def work():
+            return 1
+
+        def test_profiles_itself(tmp_path):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(50):
+                work()
+            profiler.disable()
+            calls = [s[1] for k, s in pstats.Stats(profiler).stats.items() if k[2] == "work"]
+            assert calls == [50]
+        """
+    )
+    result = run(pytester, "--rngguard-trace", "-p", "no:xdist")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*rngguard: this test removed the --rngguard-trace tracer (sys.setprofile)*"]
+    )
