@@ -115,11 +115,18 @@ class Monitor:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> str | None:
+        """Start watching; with tracing asked for but impossible here, why it is off."""
         self.refresh()
         self._watcher.install()
-        if self._tracer is not None:
-            self._tracer.start()
+        refused = self._tracer.start() if self._tracer is not None else None
+        if refused is not None:
+            self._tracer = None
+        return refused
+
+    def resume_tracing(self) -> str | None:
+        """After a test: what happened to the tracer in it, if anything (see Tracer.resume)."""
+        return self._tracer.resume() if self._tracer is not None else None
 
     def stop(self) -> None:
         self.active = False

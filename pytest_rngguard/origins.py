@@ -385,7 +385,10 @@ class Tracer:
         self._interceptor = interceptor
         self._callback = callback
         self._tool: int | None = None
-        self._previous_profile: Any = None
+        #: The profile function installed with ``sys.setprofile`` (before 3.12), if any.
+        self._profile: Callable[[FrameType, str, Any], None] | None = None
+        #: Whether another profiler a test left installed has been reported already.
+        self._yielded = False
         self._functions: dict[int, tuple[Source, str]] = {}
         self._methods: dict[int, tuple[Source, dict[str, str]]] = {}
         self._codes: dict[Any, tuple[Source, str, int | None]] = {}
@@ -436,17 +439,22 @@ class Tracer:
             return  # the call our own wrapper makes: already recorded
         self._callback(hit[0], hit[1], frame)
 
-    def start(self) -> None:
-        self.refresh()
+    def start(self) -> str | None:
+        """Start tracing; or, where it cannot run beside what is there, why not."""
         monitoring = getattr(sys, "monitoring", None)
+        if monitoring is None and sys.getprofile() is not None:
+            # One profile function per thread: ours would silence a profiler (cProfile's
+            # C one cannot be called from ours), so it gives way.
+            return "another profiler is installed (sys.setprofile) and the tracer would replace it"
+        self.refresh()
         if monitoring is not None:
-            for tool in (monitoring.PROFILER_ID, 3, 4, 5):
-                if monitoring.get_tool(tool) is None:
-                    monitoring.use_tool_id(tool, self._TOOL_NAME)
-                    self._tool = tool
-                    break
-            else:
-                raise RuntimeError("no free sys.monitoring tool id for --rngguard-trace")
+            # Not PROFILER_ID, DEBUGGER_ID or COVERAGE_ID: cProfile, debuggers and coverage.py
+            # take those, and tools of their own ids run side by side.
+            free = [tool for tool in (3, 4) if monitoring.get_tool(tool) is None]
+            if not free:
+                return "no sys.monitoring tool id is free (3 and 4 are taken)"
+            self._tool = free[0]
+            monitoring.use_tool_id(self._tool, self._TOOL_NAME)
             match, report, getframe = self._match, self._report, sys._getframe
 
             def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> None:
@@ -456,8 +464,7 @@ class Tracer:
 
             monitoring.register_callback(self._tool, monitoring.events.CALL, on_call)
             monitoring.set_events(self._tool, monitoring.events.CALL)
-            return
-        self._previous_profile = sys.getprofile()
+            return None
         match, report = self._match, self._report
 
         def profile(frame: FrameType, event: str, arg: Any) -> None:
@@ -472,7 +479,32 @@ class Tracer:
                     if bound is None or id(frame.f_locals.get("self")) == bound:
                         report((source, kind), frame.f_back)
 
+        self._profile = profile
         sys.setprofile(profile)
+        return None
+
+    def resume(self) -> str | None:
+        """After a test: install the tracer again if the test removed it (``sys.setprofile``
+        of its own, or cProfile's enable and disable), and say what happened, if anything."""
+        if self._profile is None:
+            return None
+        current = sys.getprofile()
+        if current is self._profile:
+            return None
+        if current is None:
+            self._yielded = False
+            sys.setprofile(self._profile)
+            return (
+                "rngguard: this test removed the --rngguard-trace tracer (sys.setprofile); "
+                "origins after that were not traced; it is installed again"
+            )
+        if self._yielded:
+            return None
+        self._yielded = True
+        return (
+            "rngguard: this test left another profiler installed (sys.setprofile); the "
+            "--rngguard-trace tracer cannot run beside it and is off until it is removed"
+        )
 
     def stop(self) -> None:
         monitoring = getattr(sys, "monitoring", None)
@@ -482,8 +514,10 @@ class Tracer:
                 monitoring.register_callback(self._tool, monitoring.events.CALL, None)
                 monitoring.free_tool_id(self._tool)
                 self._tool = None
-        else:
-            sys.setprofile(self._previous_profile)
+        elif self._profile is not None:
+            if sys.getprofile() is self._profile:
+                sys.setprofile(None)  # a profiler installed since is left to its owner
+            self._profile = None
 
 
 __all__ = [

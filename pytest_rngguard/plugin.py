@@ -15,7 +15,7 @@ from _pytest.runner import runtestprotocol
 
 from ._version import __version__
 from .errors import RNGLeakWarning
-from .settings import Settings, add_options, resolve
+from .settings import Settings, add_options, check_sources, resolve
 
 if TYPE_CHECKING:
     from .determinism import Applied, Recipe
@@ -107,6 +107,7 @@ class Guard:
         "fresh",
         "gathering",
         "header_sources",
+        "known_sources",
         "last_marker",
         "leaks",
         "ledger",
@@ -116,6 +117,7 @@ class Guard:
         "quiet",
         "rootdir",
         "scoped",
+        "seeding",
         "settings",
         "settled",
         "silent",
@@ -174,6 +176,11 @@ class Guard:
         #: what the last one found, unless the monitor saw a call (``Monitor.idle``).
         self.fresh = False
         self.header_sources: tuple[str, ...] = ()
+        #: Every source's name, checked or not: what ``allow_rng_leak`` accepts.
+        self.known_sources: frozenset[str] = frozenset()
+        #: What the ``deterministic`` marker seeds: every source, also those that
+        #: ``rngguard_sources`` leaves unchecked (the monitor's set when it names none).
+        self.seeding = monitor.sources
         self.deterministic_ran = False
         #: Fingerprints of this session's passing deterministic tests, by node id.
         self.fingerprints: dict[str, dict[str, Any]] = {}
@@ -204,10 +211,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from .monitor import Monitor
     from .origins import IgnoreRules, PathShortener
     from .sources import build_sources
+    from .sources.base import import_module_of
     from .sourceset import SourceSet
 
     settings = resolve(config)
-    sources = SourceSet(build_sources(settings.env_watched, settings.sources))
+    every = build_sources(settings.env_watched)
+    check_sources(settings, [s.name for s in every])
+    only = settings.sources
+    sources = SourceSet(every if only is None else [s for s in every if s.name in only])
     # A frame of a collected test module or a conftest is always the caller, even where
     # the library's own test suite lives inside the library (NumPy's does).
     test_files: set[str] = {
@@ -226,6 +237,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     guard = Guard(settings, monitor, Ledger(), str(config.rootpath))
     guard.test_files = test_files
+    guard.known_sources = frozenset(s.name for s in every)
+    if only is not None:
+        guard.seeding = SourceSet(every)
+        guard.seeding.errors = sources.errors  # a source that fails is shown like any other
+        # The marker seeds the unchecked ones too, also when first imported in a test.
+        monitor.watch({import_module_of(s) for s in every if s.name not in only})
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
     if settings.fingerprints and not settings.fingerprints_update:
         from .reproducibility import load_fingerprints
@@ -248,7 +265,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(gatherer, "rngguard-gatherer")
         config.add_cleanup(lambda: config.pluginmanager.unregister(gatherer))
     if settings.enabled:
-        monitor.start()
+        refused = monitor.start()
+        if refused is not None:
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(
+                    f"rngguard: --rngguard-trace is off: {refused}; origins that only the "
+                    f"tracer finds are not reported"
+                ),
+                stacklevel=2,
+            )
         monitor.active = True
         config.add_cleanup(monitor.stop)
 
@@ -358,20 +383,20 @@ def _collected(guard: Guard, collector: pytest.Collector, changes: list[Change])
         return []
     from .report import COLLECTION
 
-    allowed = _allowed_quietly(collector)
+    allowed = _allowed_quietly(guard, collector)
     return _take(
         guard, changes, collector, COLLECTION, collector.nodeid, "collection", None, allowed
     )
 
 
-def _allowed_quietly(node: pytest.Collector) -> frozenset[str] | None:
+def _allowed_quietly(guard: Guard, node: pytest.Collector) -> frozenset[str] | None:
     """What a module's ``allow_rng_leak`` markers (``pytestmark``) allow, for its import;
     a bad marker allows nothing here (its tests report the bad argument)."""
     markers = list(node.iter_markers("allow_rng_leak"))
     if not markers:
         return frozenset()
     try:
-        return _allowed(node, markers)
+        return _allowed(node, markers, guard.known_sources)
     except pytest.fail.Exception:
         return frozenset()
 
@@ -539,7 +564,7 @@ def _survey(item: pytest.Item) -> Survey:
 
 
 def _allowed(
-    item: pytest.Item | pytest.Collector, markers: list[pytest.Mark]
+    item: pytest.Item | pytest.Collector, markers: list[pytest.Mark], known: frozenset[str]
 ) -> frozenset[str] | None:
     names: set[str] = set()
     for marker in markers:
@@ -552,9 +577,6 @@ def _allowed(
             )
         if not marker.args:
             return None
-        from .sources import known_names
-
-        known = set(known_names())
         for name in marker.args:
             if not isinstance(name, str) or name not in known:
                 pytest.fail(
@@ -629,12 +651,14 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
 
     def record(name: str, before: Any) -> None:
         # The seeds are the test's changes: undone with the rest of them, after a wider
-        # fixture set up during the test has had its own change kept.
-        guard.ledger.record(run, name, before)
+        # fixture set up during the test has had its own change kept.  An unchecked
+        # source's seed is nobody else's: ``_finish_deterministic`` puts it back.
+        if monitor.source(name) is not None:
+            guard.ledger.record(run, name, before)
 
     listeners = monitor.import_listeners if monitor.watching_imports else None
     with monitor.paused():
-        applied = apply(recipe, monitor.sources, adopted=hold, record=record, listeners=listeners)
+        applied = apply(recipe, guard.seeding, adopted=hold, record=record, listeners=listeners)
     run.applied, run.seed = applied, recipe.seed
     guard.deterministic_ran = True
     hold()
@@ -659,8 +683,11 @@ def _finish_deterministic(guard: Guard, run: ItemRun, applied: Applied) -> None:
     from .determinism import undo
 
     monitor = guard.monitor
+    unchecked = {n: state for n, state in applied.states.items() if monitor.source(n) is None}
     with monitor.paused():
-        undo(applied, monitor.sources, restore_sources=False)
+        undo(applied, guard.seeding, restore_sources=False)
+        if unchecked:
+            guard.seeding.restore(unchecked)
     monitor.held = frozenset()
 
 
@@ -777,7 +804,7 @@ class Watcher:
         )
         guard.fresh = guard.fresh and own_setups
         if allow:
-            run.allowed = _allowed(item, allow)
+            run.allowed = _allowed(item, allow, guard.known_sources)
         if guard.scoped:
             _enter_scopes(guard, run)
         if guard.package_setups and guard.watching:
@@ -908,6 +935,9 @@ def _finish(item: pytest.Item, guard: Guard, run: ItemRun, nextitem: pytest.Item
         _leave_scopes(guard, nextitem)
     if not guard.watching:
         return
+    lost = monitor.resume_tracing() if guard.settings.trace else None
+    if lost is not None:
+        item.warn(pytest.PytestWarning(lost))
     if run.applied is None:
         monitor.settle()
     else:

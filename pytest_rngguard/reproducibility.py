@@ -38,30 +38,43 @@ def _float_key(value: float) -> tuple[str, bytes]:
     return ("float", struct.pack("<d", value))
 
 
-def normalize(value: Any, path: str = "value") -> Any:
+class _Unreadable(TypeError):
+    """A part of a value that cannot be compared: (what it is, where inside the value, hint)."""
+
+
+def normalize(value: Any, path: str = "value", *, record: str | None = None) -> Any:
     """A comparable, hashable-by-digest form of ``value``; TypeError for what cannot be
-    compared reliably."""
+    compared reliably, naming the record (or ``path``) and where inside it."""
+    try:
+        return _normalize(value, path, "", set())
+    except _Unreadable as exc:
+        what, where, hint = exc.args
+        head = f"{path}: cannot compare" if record is None else f"record {record!r}: cannot record"
+        at = f" at {where}" if where else ""
+        raise TypeError(f"{head} {what}{at}{hint}") from None
+
+
+def _normalize(value: Any, path: str, where: str, inside: set[int]) -> Any:
+    """``normalize`` below ``path``; ``where`` is the same place relative to the top value and
+    ``inside`` the ids of the containers around it (a container met again is in itself)."""
     if value is None or isinstance(value, (bool, int, str, bytes)):
         return (type(value).__name__, value)
     if isinstance(value, float):
         return _float_key(value)
     if isinstance(value, complex):
         return ("complex", _float_key(value.real), _float_key(value.imag))
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, [normalize(v, f"{path}[{i}]") for i, v in enumerate(value)])
-    if isinstance(value, dict):
-        items = [(normalize(k, f"{path} key"), v, k) for k, v in value.items()]
-        items.sort(key=lambda item: repr(item[0]))
-        return ("dict", [(nk, normalize(v, f"{path}[{k!r}]")) for nk, v, k in items])
-    if isinstance(value, (set, frozenset)):
-        members = sorted((normalize(v, f"{path} member") for v in value), key=repr)
-        return ("set", members)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return ("dataclass", type(value).__qualname__, normalize(fields, path))
-    array = _as_array(value)
+    array = _as_array(value, where)
     if array is not None:
         return array
+    if id(value) in inside:
+        raise _Unreadable(f"a {type(value).__name__} that contains itself", where, "")
+    inside.add(id(value))
+    try:
+        found = _container(value, path, where, inside)
+    finally:
+        inside.discard(id(value))
+    if found is not None:
+        return found
     raise TypeError(
         f"rngguard cannot compare {path} of type {type(value).__module__}."
         f"{type(value).__qualname__} reliably (its repr or identity may differ between runs); "
@@ -70,7 +83,44 @@ def normalize(value: Any, path: str = "value") -> Any:
     )
 
 
-def _as_array(value: Any) -> Array | None:
+def _container(value: Any, path: str, where: str, inside: set[int]) -> Any:
+    def part(item: Any, step: str) -> Any:
+        return _normalize(item, f"{path}{step}", f"{where}{step}", inside)
+
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [part(v, f"[{i}]") for i, v in enumerate(value)])
+    if isinstance(value, dict):
+        items = [(part(k, " key"), v, k) for k, v in value.items()]
+        items.sort(key=lambda item: repr(item[0]))
+        return ("dict", [(nk, part(v, f"[{k!r}]")) for nk, v, k in items])
+    if isinstance(value, (set, frozenset)):
+        return ("set", sorted((part(v, " member") for v in value), key=repr))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return ("dataclass", type(value).__qualname__, part(fields, ""))
+    return None
+
+
+#: What to record instead of a tensor that has no plain data to compare.
+_TENSOR_HINT = (
+    "; record a dense CPU copy (tensor.to_dense(), torch.nested.to_padded_tensor()) or "
+    "numbers derived from it"
+)
+
+
+def _tensor_kind(tensor: Any) -> str | None:
+    """What kind of tensor without plain strided data ``tensor`` is; None for a plain one."""
+    if tensor.is_nested:
+        return "nested"
+    if tensor.is_meta:
+        return "meta"
+    layout = str(tensor.layout).removeprefix("torch.")
+    if layout != "strided":
+        return "sparse" if layout == "sparse_coo" else layout
+    return "quantized" if tensor.is_quantized else None
+
+
+def _as_array(value: Any, where: str) -> Array | None:
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
         data = numpy.array(value, copy=True)
@@ -79,6 +129,9 @@ def _as_array(value: Any) -> Array | None:
         return Array("ndarray", data.dtype.str, tuple(data.shape), data)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
+        kind = _tensor_kind(value)
+        if kind is not None:
+            raise _Unreadable(f"a {kind} tensor", where, _TENSOR_HINT)
         data = value.detach().to("cpu", copy=True).contiguous()
         return Array("tensor", str(data.dtype).replace("torch.", ""), tuple(data.shape), data)
     return None
@@ -96,9 +149,31 @@ def _array_bits(array: Array) -> bytes:
     import numpy
 
     flat = data.reshape(-1)
+    if flat.dtype.char in "gG":
+        return _long_double_bits(flat)
     if flat.dtype.kind in "fc":
         flat = numpy.where(numpy.isnan(flat), numpy.array(numpy.nan, dtype=flat.dtype), flat)
     return bytes(flat.tobytes())
+
+
+def _long_double_bits(flat: Any) -> bytes:
+    """Long doubles by value: x87's 80 bits sit in 12 or 16 bytes whose padding is whatever
+    was in memory.  Per number: NaN or infinity, sign, exponent, then the fraction's bits in
+    32-bit words (each step exact, in any binary format); every NaN is the same NaN."""
+    import numpy
+
+    if flat.dtype.kind == "c":
+        flat = flat.view(flat.real.dtype)  # real, imaginary, real, ...
+    nan, finite = numpy.isnan(flat), numpy.isfinite(flat)
+    fraction, exponent = numpy.frexp(numpy.where(finite, flat, 0))
+    columns = [nan * 2 + ~finite, numpy.signbit(flat) & ~nan, exponent]
+    fraction = numpy.abs(fraction)
+    for _ in range(-(-(numpy.finfo(flat.dtype).nmant + 1) // 32)):
+        fraction = numpy.ldexp(fraction, 32)
+        word = numpy.floor(fraction)
+        columns.append(word)
+        fraction -= word
+    return bytes(numpy.stack([c.astype(numpy.uint32) for c in columns], axis=-1).tobytes())
 
 
 def _element(array: Array, index: int) -> Any:
@@ -221,7 +296,7 @@ class Recorder:
             raise TypeError(f"rngguard.record() needs a non-empty string name, got {name!r}")
         if name in self.records:
             raise ValueError(f"rngguard.record(): {name!r} was already recorded in this run")
-        self.records[name] = normalize(value, repr(name))
+        self.records[name] = normalize(value, repr(name), record=name)
 
 
 def compare_runs(first: Recorder, other: Recorder, run: int) -> str | None:

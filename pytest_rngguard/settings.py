@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from .sources import known_names
 from .sources.env import DEFAULT_VARIABLES
 
 MODES = ("off", "warn", "fail")
@@ -107,9 +106,20 @@ def _raw(config: pytest.Config, option: Option) -> tuple[Any, str]:
         value = config.getoption(f"rngguard_{option.dest}")
         if value is not None:
             return value, option.cli
-    if option.ini is not None:
-        return config.getini(option.ini), f"{option.ini} (ini)"
-    return option.default, option.cli or option.dest
+    if option.ini is None:
+        return option.default, option.cli or option.dest
+    name = f"{option.ini} (ini)"
+    try:
+        return config.getini(option.ini), name
+    except (ValueError, TypeError, pytest.UsageError) as exc:
+        if option.ini_type != "bool":
+            raise
+        # pytest's own message names the value but not the key.
+        problem = str(exc)
+    raise pytest.UsageError(
+        f"rngguard: {name} is not a boolean ({problem}): use true or false "
+        f"(or yes/no, on/off, 1/0)"
+    )
 
 
 def _usage(name: str, value: Any, allowed: str) -> pytest.UsageError:
@@ -180,14 +190,18 @@ def resolve(config: pytest.Config) -> Settings:
             values[option.dest] = parsers[option.dest](raw, name)
     sources_lines = [s.strip() for s in config.getini("rngguard_sources") if s.strip()]
     if sources_lines:
-        known = known_names()
-        unknown = [s for s in sources_lines if s not in known]
-        if unknown:
-            raise _usage("rngguard_sources (ini)", ", ".join(unknown),
-                         f"known sources are {', '.join(known)}")
         values["sources"] = tuple(sources_lines)
     watched, to_set = parse_env_lines([s for s in config.getini("rngguard_env") if s.strip()])
     values["env_watched"], values["env_set"] = watched, to_set
     ignore = [s.strip() for s in config.getini("rngguard_ignore") if s.strip()]
     values["ignore"] = tuple(dict.fromkeys((*DEFAULT_IGNORE, *ignore)))
     return Settings(**values)
+
+
+def check_sources(settings: Settings, known: Sequence[str]) -> None:
+    """A UsageError for each name in ``rngguard_sources`` that is no source of this session
+    (built in, registered or from an entry point)."""
+    unknown = [s for s in settings.sources or () if s not in known]
+    if unknown:
+        raise _usage("rngguard_sources (ini)", ", ".join(unknown),
+                     f"known sources are {', '.join(known)}")
