@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 MARKERS = (
     "allow_rng_leak(*sources, reason=None): leaks of these sources (all if none named) in "
     "this test are not reported",
-    "deterministic(seed=None, *, env=None, torch_flags=True, warn_only=False): run the test "
-    "with every RNG seeded and the determinism environment set, then put it all back",
+    "deterministic(seed=None, *, env=None, torch_flags=True, warn_only=False, repeat=None): "
+    "run the test with every RNG seeded and the determinism environment set, then put it all "
+    "back; repeat=N runs it N times and compares what it recorded",
 )
 _DETERMINISTIC_KEYWORDS = frozenset({"seed", "env", "torch_flags", "warn_only", "repeat"})
 #: A ``deterministic`` marker's checked arguments: its seed (None: derived from each test's

@@ -575,3 +575,14 @@ def test_notes_randomised_str_hashes_when_deterministic_tests_ran(
         result.stdout.fnmatch_lines([note])
     else:
         result.stdout.no_fnmatch_line(note)
+
+
+def test_pytest_markers_lists_both_markers_with_every_argument(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers", "-p", "no:randomly")
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.allow_rng_leak(*sources, reason=None):*",
+            "@pytest.mark.deterministic(seed=None, *, env=None, torch_flags=True, warn_only=False,"
+            " repeat=None):*repeat=N runs it N times*",
+        ]
+    )
