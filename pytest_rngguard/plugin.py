@@ -100,8 +100,8 @@ class Guard:
     __slots__ = (
         "collecting",
         "collection_leaks",
+        "compared_ran",
         "current",
-        "deterministic_ran",
         "earlier",
         "entered",
         "fingerprints",
@@ -182,7 +182,8 @@ class Guard:
         #: What the ``deterministic`` marker seeds: every source, also those that
         #: ``rngguard_sources`` leaves unchecked (the monitor's set when it names none).
         self.seeding = monitor.sources
-        self.deterministic_ran = False
+        #: Whether a deterministic test's run was compared with another (repeats, fingerprints).
+        self.compared_ran = False
         #: Fingerprints of this session's passing deterministic tests, by node id.
         self.fingerprints: dict[str, dict[str, Any]] = {}
         #: The fingerprint file's content when comparing with it (None: writing or not used).
@@ -661,7 +662,8 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
     with monitor.paused():
         applied = apply(recipe, guard.seeding, adopted=hold, record=record, listeners=listeners)
     run.applied, run.seed = applied, recipe.seed
-    guard.deterministic_ran = True
+    if guard.silent or _compared(guard):
+        guard.compared_ran = True
     hold()
     function = getattr(item, "obj", None)
     if function is not None and hasattr(function, "hypothesis"):
@@ -894,6 +896,8 @@ class Watcher:
             _report_leaks(report, guard, run, when)
         if run.seed is not None:
             report.rngguard_seed = run.seed  # type: ignore[attr-defined]
+            if guard.compared_ran:
+                report.rngguard_compared = True  # type: ignore[attr-defined]
             if when == "call":
                 _check_reproducible(item, guard, run, report)
             if report.failed:
@@ -1110,8 +1114,8 @@ def _gather(guard: Guard, report: pytest.TestReport) -> None:
     printed = getattr(report, "rngguard_fingerprint", None)
     if printed is not None:
         guard.fingerprints[report.nodeid] = printed
-    if getattr(report, "rngguard_seed", None) is not None:
-        guard.deterministic_ran = True
+    if getattr(report, "rngguard_compared", False):
+        guard.compared_ran = True
     if report.when == "teardown":
         guard.tests += 1
 
@@ -1218,7 +1222,7 @@ def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
         lines.append(
             f"fingerprints: wrote {len(guard.fingerprints)} to {guard.settings.fingerprints}"
         )
-    if guard.deterministic_ran and _hash_randomised():
+    if guard.compared_ran and _hash_randomised():
         lines.append(
             "note: this interpreter's str hashes are randomised, which deterministic tests "
             "cannot change at run time: set and dict-of-str iteration order can differ "

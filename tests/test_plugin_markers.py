@@ -548,11 +548,20 @@ def test_a_bad_deterministic_marker_gives_one_clean_error(pytester: pytest.Pytes
 # -- PYTHONHASHSEED ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("hash_seed", "noted"), [(None, True), ("0", False), ("1", False)])
+@pytest.mark.parametrize(
+    ("hash_seed", "args", "noted"),
+    [
+        (None, ("--rngguard-repeat=2",), True),
+        (None, (), False),  # nothing compared across runs: hash order cannot matter
+        ("0", ("--rngguard-repeat=2",), False),
+        ("1", ("--rngguard-repeat=2",), False),
+    ],
+)
 def test_notes_randomised_str_hashes_when_deterministic_tests_ran(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     hash_seed: str | None,
+    args: tuple[str, ...],
     noted: bool,
 ) -> None:
     if hash_seed is None:
@@ -568,7 +577,7 @@ def test_notes_randomised_str_hashes_when_deterministic_tests_ran(
             pass
         """
     )
-    result = run(pytester, subprocess=True)
+    result = run(pytester, *args, subprocess=True)
     result.assert_outcomes(passed=1)
     note = "*str hashes are randomised*Run pytest with PYTHONHASHSEED=0*"
     if noted:
