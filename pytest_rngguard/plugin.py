@@ -15,7 +15,7 @@ from _pytest.runner import runtestprotocol
 
 from ._version import __version__
 from .errors import RNGLeakWarning
-from .settings import Settings, add_options, check_sources, resolve
+from .settings import Settings, add_options, check_sources, given_as, resolve
 
 if TYPE_CHECKING:
     from .determinism import Applied, Recipe
@@ -128,6 +128,7 @@ class Guard:
         "tests",
         "unsettled",
         "watching",
+        "write_errors",
     )
 
     def __init__(self, settings: Settings, monitor: Monitor, ledger: Ledger, rootdir: str) -> None:
@@ -193,6 +194,8 @@ class Guard:
         #: Whether this process's own reports are gathered as they are made (not on the
         #: xdist controller, which gathers its workers' reports as they are logged).
         self.gathering = True
+        #: Why a file could not be written at the end of the session, by what it holds.
+        self.write_errors: dict[str, str] = {}
 
 
 guard_key = pytest.StashKey[Guard]()
@@ -246,14 +249,15 @@ def pytest_configure(config: pytest.Config) -> None:
         # The marker seeds the unchecked ones too, also when first imported in a test.
         monitor.watch({import_module_of(s) for s in every if s.name not in only})
     guard.header_sources = tuple(s.name for s in monitor.available() if s.seedable)
-    if settings.fingerprints and not settings.fingerprints_update:
+    if settings.fingerprints_path and not settings.fingerprints_update:
         from .reproducibility import load_fingerprints
 
         try:
-            guard.stored = load_fingerprints(settings.fingerprints)
+            guard.stored = load_fingerprints(settings.fingerprints_path)
         except (OSError, ValueError) as exc:
             raise pytest.UsageError(
-                f"rngguard: --rngguard-fingerprints={settings.fingerprints!r} cannot be read: {exc}"
+                f"rngguard: {given_as(config, 'fingerprints')}={settings.fingerprints!r} "
+                f"cannot be read: {exc}"
             ) from None
     config.stash[guard_key] = guard
     watcher = Watcher(guard)
@@ -1172,6 +1176,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_sep("=", "rngguard")
         for line in lines:
             terminalreporter.write_line(line)
+    for what, why in guard.write_errors.items():
+        terminalreporter.write_line(f"rngguard: error: {what} {why}", red=True, bold=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from .report import github_annotations
 
@@ -1218,7 +1224,11 @@ def _summary_lines(guard: Guard, verbose: bool) -> list[str]:
                 f"fingerprints: {len(missing)} deterministic test(s) are not in "
                 f"{guard.settings.fingerprints}; add them with --rngguard-fingerprints-update"
             )
-    elif guard.settings.fingerprints and guard.fingerprints:
+    elif (
+        guard.settings.fingerprints
+        and guard.fingerprints
+        and "the fingerprints" not in guard.write_errors
+    ):
         lines.append(
             f"fingerprints: wrote {len(guard.fingerprints)} to {guard.settings.fingerprints}"
         )
@@ -1271,18 +1281,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings = guard.settings
     if settings.mode == "fail" and guard.collection_leaks and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    from .report import write_json_atomically
-
-    if settings.report:
-        write_json_atomically(settings.report, _report(guard))
+    if settings.report_path:
+        _write(guard, "the JSON report", settings.report_path, _report(guard))
     if (
-        settings.fingerprints
+        settings.fingerprints_path
         and guard.fingerprints
         and (guard.stored is None or settings.fingerprints_update)
     ):
         from .reproducibility import fingerprint_file
 
-        write_json_atomically(settings.fingerprints, fingerprint_file(guard.fingerprints))
+        data = fingerprint_file(guard.fingerprints)
+        _write(guard, "the fingerprints", settings.fingerprints_path, data)
+    if guard.write_errors and session.exitstatus == pytest.ExitCode.OK:
+        # The results are all shown; the exit status says that a file the run was asked
+        # for is missing.
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _write(guard: Guard, what: str, path: str, data: dict[str, Any]) -> None:
+    """Write one file; a failure (the disk full, the folder gone) costs one line of the
+    terminal summary, never the summary itself."""
+    from .files import write_json_atomically
+
+    try:
+        write_json_atomically(path, data)
+    except OSError as exc:
+        guard.write_errors[what] = f"could not be written to {path}: {exc.strerror or exc}"
 
 
 def _report(guard: Guard) -> dict[str, Any]:

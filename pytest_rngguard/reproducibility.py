@@ -430,13 +430,90 @@ def compare_fingerprint(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 
 def load_fingerprints(path: str) -> dict[str, Any] | None:
+    """The fingerprint file's content, or None where there is none; ``ValueError`` naming
+    the file and what is wrong with it where it is not a fingerprint file."""
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as handle:
-        data: dict[str, Any] = json.load(handle)
-    if data.get("version") != FINGERPRINT_VERSION or not isinstance(data.get("tests"), dict):
-        raise ValueError(f"{path} is not a pytest-rngguard fingerprint file (version 1)")
-    return data
+    with open(path, "rb") as handle:
+        content = handle.read()
+    try:
+        data = json.loads(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        problem: str | None = "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        problem = f"it is not valid JSON: {exc}"
+    else:
+        problem = fingerprint_file_problem(data)
+    if problem is not None:
+        raise ValueError(f"{path} is not a pytest-rngguard fingerprint file: {problem}")
+    checked: dict[str, Any] = data
+    return checked
+
+
+_JSON_TYPES = (
+    (bool, "a boolean"),
+    (int, "a number"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "an object"),
+)
+#: An entry's fields, as ``fingerprint`` writes them, and the JSON type of each.
+_ENTRY_FIELDS = (
+    ("seed", "an integer"),
+    ("digest", "a string"),
+    ("records", "an object"),
+    ("states", "an object"),
+)
+
+
+def fingerprint_file_problem(data: Any) -> str | None:
+    """What keeps ``data`` (a parsed JSON file) from being a fingerprint file, or None."""
+    if not isinstance(data, dict):
+        return f"it holds {_json_type(data)}, not an object"
+    if "version" not in data:
+        return "it has no version"
+    if data["version"] != FINGERPRINT_VERSION or isinstance(data["version"], bool):
+        return f"version {data['version']!r} is not supported (this plugin reads 1)"
+    if "tests" not in data:
+        return "it has no tests"
+    return next(_problems(data), None)
+
+
+def _problems(data: dict[str, Any]) -> Iterator[str]:
+    yield from _typed("versions", data.get("versions", {}), "an object", "a string")
+    yield from _typed("tests", data["tests"], "an object")
+    for nodeid, entry in data["tests"].items():
+        where = f"tests[{nodeid!r}]"
+        yield from _typed(where, entry, "an object")
+        for field, wanted in _ENTRY_FIELDS:
+            if field not in entry:
+                yield f"{where} has no {field}"
+            else:
+                values = "a string" if wanted == "an object" else None
+                yield from _typed(f"{where}[{field!r}]", entry[field], wanted, values)
+
+
+def _typed(where: str, value: Any, wanted: str, values: str | None = None) -> Iterator[str]:
+    """What is wrong with ``value`` at ``where`` if it is not of the JSON type ``wanted``
+    (``values``: the type of an object's values).  "an integer" also allows null: the seed
+    of a test that applied none."""
+    found = _json_type(value)
+    if wanted == "an integer":
+        ok = value is None or (found == "a number" and isinstance(value, int))
+    else:
+        ok = found == wanted
+    if not ok:
+        yield f"{where} is {found}, not {wanted}"
+    elif values is not None:
+        for key, item in value.items():
+            yield from _typed(f"{where}[{key!r}]", item, values)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
 
 
 def version_note(stored: dict[str, Any]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -90,6 +91,9 @@ class Settings(NamedTuple):
     trace: bool = False
     fingerprints: str | None = None
     fingerprints_update: bool = False
+    #: The files ``report`` and ``fingerprints`` name: absolute, links followed.
+    report_path: str | None = None
+    fingerprints_path: str | None = None
     sources: tuple[str, ...] | None = None
     env_watched: tuple[str, ...] = DEFAULT_VARIABLES
     env_set: tuple[tuple[str, str], ...] = ()
@@ -120,6 +124,11 @@ def _raw(config: pytest.Config, option: Option) -> tuple[Any, str]:
         f"rngguard: {name} is not a boolean ({problem}): use true or false "
         f"(or yes/no, on/off, 1/0)"
     )
+
+
+def given_as(config: pytest.Config, dest: str) -> str:
+    """How the user spelled the option ``dest`` was taken from: its flag or its ini key."""
+    return _raw(config, next(o for o in OPTIONS if o.dest == dest))[1]
 
 
 def _usage(name: str, value: Any, allowed: str) -> pytest.UsageError:
@@ -154,6 +163,35 @@ def _path(value: Any, name: str) -> str | None:
     return text or None
 
 
+def _check_files(config: pytest.Config, values: dict[str, Any], names: dict[str, str]) -> None:
+    """Refuse, before any test runs, a path that cannot be the file it names; only the
+    process that writes (not an xdist worker) needs to be able to write it."""
+    if values["report"] is None and values["fingerprints"] is None:
+        return
+    from .files import FileProblem, expand, same_file, target
+
+    writes = not hasattr(config, "workerinput")
+    for dest in ("report", "fingerprints"):
+        given = values[dest]
+        if given is None:
+            continue
+        # An existing fingerprint file is compared with, so only read, unless rewritten.
+        write = writes and (
+            dest == "report" or values["fingerprints_update"] or not os.path.exists(expand(given))
+        )
+        try:
+            values[f"{dest}_path"] = target(given, write=write)
+        except FileProblem as exc:
+            raise _usage(names[dest], given, str(exc)) from None
+    report, fingerprints = values.get("report_path"), values.get("fingerprints_path")
+    if report is not None and fingerprints is not None and same_file(report, fingerprints):
+        raise _usage(
+            names["report"],
+            values["report"],
+            f"it is the fingerprint file ({names['fingerprints']}={values['fingerprints']!r})",
+        )
+
+
 def parse_env_lines(lines: Sequence[str], name: str = "rngguard_env") -> tuple[
     tuple[str, ...], tuple[tuple[str, str], ...]
 ]:
@@ -184,10 +222,13 @@ def resolve(config: pytest.Config) -> Settings:
         "fingerprints_update": lambda v, n: bool(v),
     }
     values: dict[str, Any] = {}
+    names: dict[str, str] = {}
     for option in OPTIONS:
         raw, name = _raw(config, option)
         if option.dest in parsers:
             values[option.dest] = parsers[option.dest](raw, name)
+            names[option.dest] = name
+    _check_files(config, values, names)
     sources_lines = [s.strip() for s in config.getini("rngguard_sources") if s.strip()]
     if sources_lines:
         values["sources"] = tuple(sources_lines)
