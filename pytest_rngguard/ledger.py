@@ -50,18 +50,19 @@ Targets = dict[str, tuple[Any, list[Putback]]]
 
 
 class Ledger:
-    __slots__ = ("_entries", "_owners")
+    __slots__ = ("_entries", "owners")
 
     def __init__(self) -> None:
         self._entries: dict[str, list[_Entry]] = {}
-        #: Owners with at least one entry: a scope that changed nothing ends for free.
-        self._owners: dict[int, int] = {}
+        #: ``id()`` of each owner with at least one entry, and how many: a scope that changed
+        #: nothing ends for free (the hot paths test ``id(owner) in owners`` without a call).
+        self.owners: dict[int, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self._entries)
 
     def owns(self, owner: object) -> bool:
-        return id(owner) in self._owners
+        return id(owner) in self.owners
 
     def record(self, owner: object, name: str, before: Any, putback: Putback | None = None) -> None:
         """Note that ``owner`` changed source ``name``, which was ``before`` until then."""
@@ -74,11 +75,11 @@ class Ledger:
                 stack[-1].putbacks.append(putback)
             return
         stack.append(_Entry(owner, before, [putback] if putback is not None else []))
-        self._owners[id(owner)] = self._owners.get(id(owner), 0) + 1
+        self.owners[id(owner)] = self.owners.get(id(owner), 0) + 1
 
     def release(self, owner: object) -> Targets:
         """End ``owner``'s scope: the states to put back now (see the module's docstring)."""
-        if self._owners.pop(id(owner), None) is None:
+        if self.owners.pop(id(owner), None) is None:
             return {}
         targets: Targets = {}
         for name in list(self._entries):
@@ -107,5 +108,5 @@ class Ledger:
             putbacks = [p for entry in stack for p in entry.putbacks]
             targets[name] = (stack[0].before, putbacks)
         self._entries.clear()
-        self._owners.clear()
+        self.owners.clear()
         return targets

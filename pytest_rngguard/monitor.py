@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .origins import (
@@ -65,6 +65,11 @@ class Monitor:
         keep: Callable[[str], bool] | None = None,
     ) -> None:
         self.sources = sources
+        #: The live sources by name, as of the tuple ``_by_name_of`` (rebuilt when it changes).
+        self._by_name: dict[str, Source] = {}
+        self._by_name_of: tuple[Source, ...] | None = None
+        #: Messages about sources that misbehaved and were disabled, not yet shown.
+        self.errors = sources.errors
         #: Whether checkpoints return changes that drawing numbers explains (strict mode,
         #: ``--rngguard-restore=all``); without it they are dropped before a ``Change`` is
         #: built for them.
@@ -143,10 +148,6 @@ class Monitor:
     def watching_imports(self) -> bool:
         return self._watcher in sys.meta_path
 
-    @property
-    def errors(self) -> list[str]:
-        return self.sources.errors
-
     def _module_imported(self, name: str) -> None:
         self._modules_seen = -1
         self.refresh()
@@ -210,7 +211,8 @@ class Monitor:
     def _forget(self) -> None:
         self._events.clear()
         self._pending = []
-        self._marks.clear()
+        if self._marks:
+            self._marks.clear()
         self.changed_from = {}
         self.ignored_from = {}
 
@@ -221,9 +223,8 @@ class Monitor:
         self._forget()
         return dict(self.baseline)
 
-    def settle(self) -> None:
-        """Forget the calls seen so far; the baseline, already current, stays."""
-        self._forget()
+    #: Forget the calls seen so far; the baseline, already current, stays.
+    settle = _forget
 
     def idle(self) -> bool:
         """Whether the monitor has seen nothing since the last checkpoint: no seeding call, no
@@ -241,12 +242,6 @@ class Monitor:
         finally:
             self.active = active
 
-    def _unchanged(self, current: dict[str, Any], baseline: dict[str, Any]) -> bool:
-        try:
-            return bool(current == baseline)
-        except Exception:
-            return False  # a state whose comparison raises: the careful loop tells
-
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the
         new baseline.  ``last_from`` then holds each changed source's earlier state."""
@@ -254,33 +249,60 @@ class Monitor:
         current = self.capture()
         baseline = self.baseline
         self.last_ignored, self.ignored_from = self.ignored_from, {}
-        if not self._pending and self._unchanged(current, baseline):
+        try:
+            unchanged = not self._pending and bool(current == baseline)
+        except Exception:
+            unchanged = False  # a state whose comparison raises: the careful loop tells
+        if unchanged:
             self._events.clear()
-            self._marks.clear()
+            if self._marks:
+                self._marks.clear()
             self.last_from = {}
             return []
         changes = self._pending
         changed_from = self.last_from = self.changed_from
         self.changed_from = {}
+        sources = self.sources
+        live = sources.sources
+        if self._by_name_of is not live:
+            self._by_name = {source.name: source for source in live}
+            self._by_name_of = live
+        by_name = self._by_name
         for name, after in current.items():
-            before = baseline.get(name)
-            source = self.sources.get(name)
-            if source is None:
+            # Subscripts, not ``get``: this loop runs for every source at every check.
+            before = baseline[name] if name in baseline else None  # noqa: SIM401
+            if name not in by_name:
                 continue
-            if before is not None and self.sources.equal(source, before, after):
-                continue
+            source = by_name[name]
+            if before is not None:
+                # ``SourceSet.equal`` inlined for the common case; a comparison that raises
+                # or is not a plain bool goes through it (and its error policy).
+                try:
+                    same = before is after or before == after
+                except Exception:
+                    same = sources.equal(source, before, after)
+                if same is not True and same is not False:
+                    same = sources.equal(source, before, after)
+                if same:
+                    continue
             found = self._classify(source, before, after)
             if found:
                 changed_from.setdefault(name, before)
                 changes.extend(found)
-        self.baseline = {n: s for n, s in current.items() if self.sources.get(n) is not None}
+        if sources.sources is not live:  # one was disabled meanwhile: not in the baseline
+            current = {n: s for n, s in current.items() if sources.get(n) is not None}
+        self.baseline = current
         self._pending = []
         self._events.clear()
-        self._marks.clear()
+        if self._marks:
+            self._marks.clear()
         return changes
 
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
-        differences = self.sources.classify(source, before, after)
+        try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
+            differences: Sequence[Difference] = source.classify(before, after)
+        except Exception:
+            differences = self.sources.classify(source, before, after)
         name = source.name
         events = [e for e in self._events if e.source == name] if self._events else []
         if before is None and not differences and events:

@@ -474,7 +474,7 @@ def _put_back(guard: Guard, targets: Targets) -> None:
 
 
 def _release(guard: Guard, owner: object) -> None:
-    if guard.ledger.owns(owner):
+    if id(owner) in guard.ledger.owners:
         _put_back(guard, guard.ledger.release(owner))
 
 
@@ -869,7 +869,7 @@ class Watcher:
     ) -> None:
         """A wider fixture's changes end with it: checked up to its teardown, then undone."""
         guard = self.guard
-        if not guard.ledger.owns(fixturedef):
+        if id(fixturedef) not in guard.ledger.owners:
             return
         run = guard.current
         if run is not None and run.phase != DONE and guard.watching:

@@ -37,29 +37,26 @@ def _equal(a: Any, b: Any) -> bool:
 class SourceSet:
     """A session's (or a block's) sources, and every operation on them."""
 
-    __slots__ = ("_sources", "errors", "import_states")
+    __slots__ = ("errors", "import_states", "sources")
 
     def __init__(self, sources: Iterable[Source]) -> None:
-        self._sources: tuple[Source, ...] = tuple(sources)
+        #: The sources still in use (a plain attribute: read at every check).
+        self.sources: tuple[Source, ...] = tuple(sources)
         #: Messages about sources that misbehaved and were disabled, not yet shown.
         self.errors: list[str] = []
         #: Each source's state the moment its library's import finished (see ``imported``).
         self.import_states: dict[str, Any] = {}
 
-    @property
-    def sources(self) -> tuple[Source, ...]:
-        return self._sources
-
     def get(self, name: str) -> Source | None:
-        for source in self._sources:
+        for source in self.sources:
             if source.name == name:
                 return source
         return None
 
     def disable(self, source: Source, doing: str, exc: BaseException) -> None:
-        if source not in self._sources:
+        if source not in self.sources:
             return
-        self._sources = tuple(s for s in self._sources if s is not source)
+        self.sources = tuple(s for s in self.sources if s is not source)
         self.errors.append(
             f"rngguard: the source {source.name!r} raised {exc!r} while {doing}; it is not "
             f"checked or restored for the rest of this session"
@@ -69,7 +66,7 @@ class SourceSet:
 
     def available(self) -> list[Source]:
         found = []
-        for source in self._sources:
+        for source in self.sources:
             try:
                 if source.available():
                     found.append(source)
@@ -90,7 +87,7 @@ class SourceSet:
     def capture_now(self, source: Source) -> Any:
         """The source's state, read even while its library still marks itself as being
         imported (it has run: an import watcher is calling); None if it cannot be read yet."""
-        if source not in self._sources:
+        if source not in self.sources:
             return None
         try:
             return source.capture()
@@ -100,7 +97,7 @@ class SourceSet:
     def capture(self, sources: Iterable[Source] | None = None) -> dict[str, Any]:
         """The state of each available source (all of them by default), by name."""
         states = {}
-        for source in self._sources if sources is None else sources:
+        for source in self.sources if sources is None else sources:
             try:
                 if source.available():
                     states[source.name] = source.capture()
@@ -129,7 +126,7 @@ class SourceSet:
         has just finished, before any other code can touch them; returns their names.  A
         source not ready yet is tried again at the next import."""
         names = []
-        for source in self._sources:
+        for source in self.sources:
             if source.name in self.import_states or import_module_of(source) != module:
                 continue
             try:

@@ -47,8 +47,12 @@ class PythonRandomSource(ModuleSource):
         return self._view
 
     def capture(self) -> Any:
-        inst = self._global()
-        view = self._viewed(inst)
+        # ``_global`` and ``_viewed`` inlined: this runs at every check of every test.
+        try:
+            inst = random.getstate.__self__  # type: ignore[attr-defined]
+        except AttributeError:  # random.getstate replaced by a plain function
+            inst = self._global()
+        view = self._view if inst is self._inst and type(inst) is self._type else self._viewed(inst)
         if view is not None:
             return view.raw, inst.gauss_next
         _, words, gauss = inst.getstate()
