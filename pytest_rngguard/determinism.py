@@ -44,7 +44,8 @@ class Recipe(NamedTuple):
 
     def environment(self) -> dict[str, str]:
         values = dict(RECIPE_ENV)
-        values["PYTHONHASHSEED"] = str(self.seed)
+        # Python takes a hash seed up to 2**32 - 1 and refuses to start above it.
+        values["PYTHONHASHSEED"] = str(self.seed % 2**32)
         values.update(self.env)
         return values
 
@@ -266,10 +267,10 @@ def deterministic(
     Seeds ``random``, NumPy's global generator, torch (CPU and every CUDA device, without
     initialising CUDA), TensorFlow and CuPy where loaded, and each of them the moment it is
     first imported inside the block; sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
-    ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, ``PYTHONHASHSEED=<seed>`` (for child processes) and
-    ``env``; with ``torch_flags``, once torch is loaded, turns on deterministic algorithms
-    (``warn_only`` as given) and the cuDNN flags.  On exit, also on exception, all of it is
-    put back.  Yields the seed.
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, ``PYTHONHASHSEED=<seed mod 2**32>`` (for child
+    processes) and ``env``; with ``torch_flags``, once torch is loaded, turns on deterministic
+    algorithms (``warn_only`` as given) and the cuDNN flags.  On exit, also on exception, all
+    of it is put back.  Yields the seed.
     """
     checked_seed, pairs = check_arguments(seed, env, torch_flags, warn_only)
     recipe = Recipe(checked_seed or 0, pairs, torch_flags, warn_only)

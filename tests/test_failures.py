@@ -16,6 +16,7 @@ import pytest
 from conftest import NO_RANDOMLY
 
 import pytest_rngguard
+from pytest_rngguard import sources as registry
 
 RECIPE_VARIABLES = ("VLLM_ENABLE_V1_MULTIPROCESSING", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED")
 
@@ -173,6 +174,15 @@ def test_a_seed_out_of_range_is_refused_before_changing_anything(unchanged: None
         pass  # pragma: no cover
 
 
+def test_a_large_seed_leaves_child_pythons_a_hash_seed_they_accept() -> None:
+    import subprocess
+
+    with pytest_rngguard.deterministic(2**32 + 5):
+        assert os.environ["PYTHONHASHSEED"] == "5"
+        child = subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=False)
+    assert child.returncode == 0, child.stderr
+
+
 def test_distinct_large_seeds_give_distinct_streams(numpy: Any) -> None:
     draws = {}
     for seed in (0, 1, 2**32, 2**32 + 1, 2**63, 2**64 - 1):
@@ -240,8 +250,14 @@ register_source(source)
 
 @pytest.mark.parametrize("fault", ["capture", "array", "eq", "restore", "seed"])
 def test_a_faulty_source_is_disabled_with_one_warning_and_the_tests_run(
-    pytester: pytest.Pytester, unchanged: None, fault: str, numpy: Any
+    pytester: pytest.Pytester,
+    unchanged: None,
+    fault: str,
+    numpy: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # register_source is process-wide: the faulty source must not outlive this test.
+    monkeypatch.setattr(registry, "_registered", [])
     pytester.makeconftest(FAULTY_SOURCE.format(fault=fault))
     pytester.makepyfile(
         test_uses=r"""
