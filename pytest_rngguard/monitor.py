@@ -65,9 +65,6 @@ class Monitor:
         keep: Callable[[str], bool] | None = None,
     ) -> None:
         self.sources = sources
-        #: The live sources by name, as of the tuple ``_by_name_of`` (rebuilt when it changes).
-        self._by_name: dict[str, Source] = {}
-        self._by_name_of: tuple[Source, ...] | None = None
         #: Messages about sources that misbehaved and were disabled, not yet shown.
         self.errors = sources.errors
         #: Whether checkpoints return changes that drawing numbers explains (strict mode,
@@ -264,10 +261,7 @@ class Monitor:
         self.changed_from = {}
         sources = self.sources
         live = sources.sources
-        if self._by_name_of is not live:
-            self._by_name = {source.name: source for source in live}
-            self._by_name_of = live
-        by_name = self._by_name
+        by_name = sources.by_name
         for name, after in current.items():
             # Subscripts, not ``get``: this loop runs for every source at every check.
             before = baseline[name] if name in baseline else None  # noqa: SIM401

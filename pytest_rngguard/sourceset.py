@@ -37,26 +37,26 @@ def _equal(a: Any, b: Any) -> bool:
 class SourceSet:
     """A session's (or a block's) sources, and every operation on them."""
 
-    __slots__ = ("errors", "import_states", "sources")
+    __slots__ = ("by_name", "errors", "import_states", "sources")
 
     def __init__(self, sources: Iterable[Source]) -> None:
         #: The sources still in use (a plain attribute: read at every check).
         self.sources: tuple[Source, ...] = tuple(sources)
+        #: The same, by name (rebuilt with ``sources``: read at every check).
+        self.by_name: dict[str, Source] = {source.name: source for source in self.sources}
         #: Messages about sources that misbehaved and were disabled, not yet shown.
         self.errors: list[str] = []
         #: Each source's state the moment its library's import finished (see ``imported``).
         self.import_states: dict[str, Any] = {}
 
     def get(self, name: str) -> Source | None:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        return None
+        return self.by_name.get(name)
 
     def disable(self, source: Source, doing: str, exc: BaseException) -> None:
         if source not in self.sources:
             return
         self.sources = tuple(s for s in self.sources if s is not source)
+        self.by_name = {s.name: s for s in self.sources}
         self.errors.append(
             f"rngguard: the source {source.name!r} raised {exc!r} while {doing}; it is not "
             f"checked or restored for the rest of this session"
