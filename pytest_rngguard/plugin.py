@@ -641,7 +641,7 @@ def _marker_arguments(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> M
 
 
 def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
-    from .determinism import apply
+    from .determinism import RECIPE_DETAILS, apply
 
     monitor = guard.monitor
 
@@ -650,7 +650,7 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
         masked = {(name, "") for name in applied.seeded}
         masked.update(("env", name) for name in applied.env)
         if applied.flags is not None:
-            masked.add(("torch.flags", ""))
+            masked.update(("torch.flags", detail) for detail in RECIPE_DETAILS)
         run.masked = frozenset(masked)
         if guard.watching:
             monitor.held = frozenset(applied.seeded)
