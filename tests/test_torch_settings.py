@@ -210,6 +210,21 @@ def test_restoring_from_any_state_in_any_order_of_states_is_exact(
             assert source.capture() == states[index]
 
 
+def test_a_restored_setting_follows_the_settings_above_it_again() -> None:
+    # A conftest turns TF32 on everywhere with the generic setting; a test sets one
+    # operation's own, and vLLM's worker resets the matmul precision: once put back, both
+    # matmul settings inherit the generic one again, as they did before the test.
+    source = TorchFlagsSource()
+    torch.backends.fp32_precision = "tf32"
+    before = source.capture()
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.set_float32_matmul_precision("highest")
+    source.restore(before)
+    torch.backends.fp32_precision = "ieee"
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+
+
 def test_classify_names_each_setting_with_its_values() -> None:
     source = TorchFlagsSource()
     before = source.capture()

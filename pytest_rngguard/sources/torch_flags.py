@@ -89,6 +89,19 @@ NODES = (
     ("mkldnn", "conv"),
     ("mkldnn", "rnn"),
 )
+#: The indices in ``NODES`` of each node's ancestors, its parent last: the generic setting
+#: above each backend's "all", above its operations.
+_ANCESTORS: tuple[tuple[int, ...], ...] = (
+    (),
+    (0,),
+    (0, 1),
+    (0, 1),
+    (0, 1),
+    (0,),
+    (0, 5),
+    (0, 5),
+    (0, 5),
+)
 FIRST_NODE = TorchFlags._fields.index("fp32_precision")
 PRECISIONS = slice(FIRST_NODE, FIRST_NODE + len(NODES))
 REDUCTIONS = slice(
@@ -174,19 +187,24 @@ def _set_determinism(torch: Any, flags: TorchFlags, now: TorchFlags) -> None:
 
 
 def _set_nodes(c: Any, wanted: tuple[str | None, ...]) -> None:
-    """Set the ``fp32_precision`` tree from the top, each node read just before (a legacy
-    setter or its parent may have just changed it).  A node whose parent gives the wanted
-    value inherits it ("none"), as torch's own nodes do until someone sets them."""
+    """Set the ``fp32_precision`` tree from the top.  A node whose parent gives the wanted
+    value inherits it ("none"), as torch's own nodes do until someone sets them; a node below
+    one that was just set is read again (it may inherit)."""
     get, put = c._get_fp32_precision_getter, c._set_fp32_precision_setter
-    for (backend, op), want in zip(NODES, wanted, strict=True):
-        if want is None or get(backend, op) == want:
+    values = [get(backend, op) for backend, op in NODES]
+    changed: set[int] = set()
+    for index, ((backend, op), want) in enumerate(zip(NODES, wanted, strict=True)):
+        if want is None:
             continue
-        inherited = "none" if backend == "generic" else get(*_parent(backend, op))
+        ancestors = _ANCESTORS[index]
+        if changed and not changed.isdisjoint(ancestors):
+            values[index] = get(backend, op)
+        if values[index] == want:
+            continue
+        inherited = values[ancestors[-1]] if ancestors else "none"
         put(backend, op, "none" if inherited == want else want)
-
-
-def _parent(backend: str, op: str) -> tuple[str, str]:
-    return ("generic", "all") if op == "all" else (backend, "all")
+        values[index] = want
+        changed.add(index)
 
 
 def _set_reductions(c: Any, wanted: tuple[bool | None, ...]) -> None:
