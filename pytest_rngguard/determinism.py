@@ -42,12 +42,10 @@ RECIPE_FLAGS: dict[str, Any] = {
     "mkldnn_conv_fp32_precision": "ieee",
     "mkldnn_rnn_fp32_precision": "ieee",
 }
+RECIPE_FIELDS = (*RECIPE_FLAGS, "deterministic_algorithms_warn_only")
 #: The report details of the settings the recipe sets: a deterministic test's own changes of
 #: them are undone with the recipe, not reported (like those of the variables it sets).
-RECIPE_DETAILS = frozenset(
-    DETAILS[TorchFlags._fields.index(name)]
-    for name in (*RECIPE_FLAGS, "deterministic_algorithms_warn_only")
-)
+RECIPE_DETAILS = frozenset(DETAILS[TorchFlags._fields.index(name)] for name in RECIPE_FIELDS)
 SEED_LIMIT = 2**32  # derived seeds: every library takes [0, 2**32) as it is
 #: Explicit seeds: torch takes 64 bits; NumPy's legacy seed is given the seed's 32-bit words.
 MAX_SEED = 2**64 - 1
@@ -155,9 +153,9 @@ def apply(
     itself), is seeded the moment its import finishes; ``adopted`` is told the names of the
     sources seeded then.  ``record`` is told each source's state before the recipe seeds or
     sets it, the environment and the torch flags included (the plugin puts them back with the
-    rest of the test's changes, to where they were before the recipe, whatever the test
-    changed of them), and ``listeners`` is the list of an import watcher already installed, to
-    listen to instead of installing one.
+    rest of the test's changes: what the test changed of them goes back past the recipe, to
+    where it was before), and ``listeners`` is the list of an import watcher already
+    installed, to listen to instead of installing one.
     """
     environment = recipe.environment()
     saved_env = read_environ(environment)
@@ -235,6 +233,11 @@ def _set_flags(applied: Applied, sources: SourceSet, record: Record | None) -> N
     set_flags(recipe_flags(now, applied.recipe.warn_only), now)
 
 
+def _recipe_part(before: TorchFlags, now: TorchFlags) -> TorchFlags:
+    """``now``, with the settings the recipe sets as they were ``before`` it."""
+    return now._replace(**{name: getattr(before, name) for name in RECIPE_FIELDS})
+
+
 def recipe_flags(now: TorchFlags, warn_only: bool) -> TorchFlags:
     """The torch settings a deterministic run has, from ``now``: ``RECIPE_FLAGS``, the
     ``fp32_precision`` ones where this torch has them (before 2.9 they read None)."""
@@ -279,9 +282,11 @@ def _adopt(
 
 
 def undo(applied: Applied, sources: SourceSet, *, restore_sources: bool = True) -> list[str]:
-    """Put back everything ``apply`` changed, exactly, unset variables included; returns the
-    names of the sources that could not be put back.  Without ``restore_sources`` the
-    seeded sources are left to whoever ``record`` told (the plugin)."""
+    """Put back everything ``apply`` changed, exactly, unset variables included, and every
+    torch setting the block changed; returns the names of the sources that could not be put
+    back.  Without ``restore_sources`` the seeded sources, and the torch settings the recipe
+    does not set, are left to whoever ``record`` told (the plugin: it puts back what the test
+    changed as ``--rngguard-restore`` says)."""
     if applied.watcher is not None:
         applied.watcher.uninstall()
         applied.watcher = None
@@ -296,7 +301,8 @@ def undo(applied: Applied, sources: SourceSet, *, restore_sources: bool = True) 
         else:
             os.environ[name] = value
     if applied.flags is not None:
-        set_flags(applied.flags, current_flags())
+        now = current_flags()
+        set_flags(applied.flags if restore_sources else _recipe_part(applied.flags, now), now)
     config: Any = sys.modules.get(INDUCTOR_CONFIG)
     if applied.inductor is not None and config is not None:
         config.deterministic = applied.inductor

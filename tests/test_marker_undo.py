@@ -84,3 +84,42 @@ def test_a_deterministic_test_that_changes_the_default_dtype_leaks_it(
     assert report["leaks"][0]["origin"]["function"] == "test_doubles"
     assert report["leaks"][0]["restored"] is True
     assert torch.get_default_dtype() is torch.float32
+
+
+def test_with_restore_none_a_deterministic_tests_own_leaks_stay_and_say_so(
+    pytester: pytest.Pytester, torch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --rngguard-restore=none keeps what the test changed beyond the recipe (and the report
+    # says it was not put back); the recipe's own settings are undone all the same.
+    for name in ("CUBLAS_WORKSPACE_CONFIG", "PL_GLOBAL_SEED"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(
+        """
+        import os
+
+        import pytest
+        import torch
+
+        @pytest.mark.deterministic
+        def test_leaks():
+            os.environ["PL_GLOBAL_SEED"] = "1"
+            torch.set_default_dtype(torch.float64)
+            torch.backends.cudnn.benchmark = True
+
+        def test_after():
+            assert os.environ["PL_GLOBAL_SEED"] == "1"
+            assert torch.get_default_dtype() is torch.float64
+            assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+            assert torch.backends.cudnn.benchmark is False
+            assert not torch.are_deterministic_algorithms_enabled()
+        """
+    )
+    try:
+        result, report = run_with_report(pytester, "--rngguard-restore=none")
+    finally:
+        torch.set_default_dtype(torch.float32)
+    result.assert_outcomes(passed=2)
+    assert sorted((leak["detail"], leak["restored"]) for leak in report["leaks"]) == [
+        ("PL_GLOBAL_SEED", False),
+        ("default_dtype", False),
+    ]
