@@ -323,6 +323,35 @@ def test_deterministic_without_torch_flags_leaves_every_setting_alone(
 
 # -- end to end: a guarded test, a deterministic one -----------------------------------------
 
+
+def test_names_the_library_call_that_reset_the_matmul_precision(pytester: pytest.Pytester) -> None:
+    # What vLLM's in-process GPU worker does when it starts.
+    pytester.makepyfile(
+        worker="""
+        import torch
+
+        def init_device():
+            torch.set_float32_matmul_precision("highest")
+        """,
+        test_engine="""
+        import worker
+
+        def test_starts_the_engine():
+            worker.init_device()
+        """,
+    )
+    result, report = run_with_report(pytester)
+    result.assert_outcomes(passed=1)
+    assert observe()["torch.backends.cuda.matmul.fp32_precision"] == "none"
+    assert sorted(
+        (leak["detail"], leak["kind"], leak["origin"]["function"], leak["restored"])
+        for leak in report["leaks"]
+    ) == [
+        ("cuda.matmul.fp32_precision", CHANGED, "init_device", True),
+        ("mkldnn.matmul.fp32_precision", CHANGED, "init_device", True),
+    ]
+
+
 INNER = """
 import pytest
 from torch_settings import perform_all
