@@ -165,8 +165,8 @@ def captures(monitor: Any, number: int, repeat: int) -> dict[str, float]:
 def seeding(monitor: Any, number: int, repeat: int) -> dict[str, float]:
     import torch
 
-    from pytest_rngguard.determinism import Recipe, apply, derive_seed, undo
-    from pytest_rngguard.sources.torch_flags import TorchFlags, current_flags, set_flags
+    from pytest_rngguard.determinism import Recipe, apply, derive_seed, recipe_flags, undo
+    from pytest_rngguard.sources.torch_flags import current_flags, set_flags
 
     available = monitor.sources
     recipe = Recipe(1234)
@@ -192,7 +192,7 @@ def seeding(monitor: Any, number: int, repeat: int) -> dict[str, float]:
                 functools.partial(source.seed, 1234), number, repeat
             )
     flags = current_flags()
-    on = TorchFlags(True, False, True, False)
+    on = recipe_flags(flags, warn_only=False)
 
     def flags_on_and_off() -> None:
         set_flags(on, flags)

@@ -641,7 +641,7 @@ def _marker_arguments(item: pytest.Item, guard: Guard, marker: pytest.Mark) -> M
 
 
 def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: Recipe) -> None:
-    from .determinism import apply
+    from .determinism import RECIPE_DETAILS, apply
 
     monitor = guard.monitor
 
@@ -650,7 +650,7 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
         masked = {(name, "") for name in applied.seeded}
         masked.update(("env", name) for name in applied.env)
         if applied.flags is not None:
-            masked.add(("torch.flags", ""))
+            masked.update(("torch.flags", detail) for detail in RECIPE_DETAILS)
         run.masked = frozenset(masked)
         if guard.watching:
             monitor.held = frozenset(applied.seeded)
@@ -658,8 +658,11 @@ def _start_deterministic(item: pytest.Item, guard: Guard, run: ItemRun, recipe: 
     def record(name: str, before: Any) -> None:
         # The seeds are the test's changes: undone with the rest of them, after a wider
         # fixture set up during the test has had its own change kept.  An unchecked
-        # source's seed is nobody else's: ``_finish_deterministic`` puts it back.
-        if monitor.source(name) is not None:
+        # source's seed is nobody else's: ``_finish_deterministic`` puts it back.  The
+        # environment and torch flags the recipe sets: what the test changed of them goes
+        # back past the recipe, unless --rngguard-restore=none keeps the test's changes.
+        source = monitor.source(name)
+        if source is not None and (source.seedable or guard.settings.restore != "none"):
             guard.ledger.record(run, name, before)
 
     listeners = monitor.import_listeners if monitor.watching_imports else None
