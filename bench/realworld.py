@@ -194,7 +194,7 @@ class OutcomeRecorder:
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
-            self.collect_errors[report.nodeid] = _last_line(report.longreprtext)
+            self.collect_errors[report.nodeid] = _message(report)
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         outcome = str(report.outcome)
@@ -202,7 +202,7 @@ class OutcomeRecorder:
             outcome = "xfailed" if report.skipped else "xpassed"
         self.tests.setdefault(report.nodeid, {})[report.when] = outcome
         if report.failed:
-            self.messages[f"{report.nodeid} ({report.when})"] = _last_line(report.longreprtext)
+            self.messages[f"{report.nodeid} ({report.when})"] = _message(report)
 
     def pytest_sessionfinish(self) -> None:
         data = {
@@ -213,8 +213,12 @@ class OutcomeRecorder:
         Path(self.path).write_text(json.dumps(data), encoding="utf-8")
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
+def _message(report: Any) -> str:
+    """The error a failed report ends with (``RuntimeError: setup``), else its last line."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)[:300]
+    lines = [line for line in report.longreprtext.splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
 
 
