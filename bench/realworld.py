@@ -260,18 +260,11 @@ def child_env(outcomes: Path) -> dict[str, str]:
     return env
 
 
-def run_pytest(
-    args: Sequence[str], folder: Path, *, plugin: bool, extra: Sequence[str] = ()
-) -> Run:
-    """One serial pytest run of ``args`` in a fresh ``folder``, plugin on or off."""
+def command_line(folder: Path, *args: str) -> list[str]:
+    """pytest in ``folder`` (made, with an empty ``pytest.ini``), with ``args``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    (folder / "tmp").mkdir(exist_ok=True)
-    outcomes = folder / "outcomes.json"
-    report = folder / "rngguard.json"
-    for stale in (outcomes, report):
-        stale.unlink(missing_ok=True)
-    command = [
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -281,22 +274,29 @@ def run_pytest(
         # same form as the origins' paths.
         "--rootdir",
         str(site_packages()),
-        "--basetemp",
-        str(folder / "tmp"),
-        "-p",
-        PLUGIN_NAME,
         *COMMON_ARGS,
-        *(("--rngguard-report", str(report)) if plugin else ("-p", "no:rngguard")),
-        *extra,
         *args,
     ]
-    env = child_env(outcomes)
+
+
+def run_pytest(
+    args: Sequence[str], folder: Path, *, plugin: bool, extra: Sequence[str] = ()
+) -> Run:
+    """One serial pytest run of ``args`` in a fresh ``folder``, plugin on or off."""
+    outcomes = folder / "outcomes.json"
+    report = folder / "rngguard.json"
+    switch = ("--rngguard-report", str(report)) if plugin else ("-p", "no:rngguard")
+    command = command_line(
+        folder, "--basetemp", str(folder / "tmp"), "-p", PLUGIN_NAME, *switch, *extra, *args
+    )
+    for stale in (outcomes, report):
+        stale.unlink(missing_ok=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         command,
         cwd=folder,
-        env=env,
+        env=child_env(outcomes),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -324,23 +324,8 @@ def run_pytest(
 
 def warm_up(args: Sequence[str], folder: Path) -> None:
     """Collect once, plugin off: the assertion rewriter's cache is then warm for both runs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-c",
-            str(folder / "pytest.ini"),
-            "--rootdir",
-            str(site_packages()),
-            "--collect-only",
-            "-p",
-            "no:rngguard",
-            *COMMON_ARGS,
-            *args,
-        ],
+        command_line(folder, "--collect-only", "-p", "no:rngguard", *args),
         cwd=folder,
         env=child_env(folder / "outcomes.json"),
         stdout=subprocess.DEVNULL,

@@ -149,7 +149,11 @@ def test_only_the_tests_whose_outcome_changed_are_differences(
         assert found == ([] if same else [nodeid])
 
 
-def test_the_recorder_sees_every_outcome_pytest_reports(pytester: pytest.Pytester) -> None:
+def test_the_recorder_sees_every_outcome_pytest_reports(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script loaded as a plugin (as ``-p realworld`` loads it in every run): pluggy
+    accepts every ``pytest_`` name in it, and its recorder sees each outcome."""
     pytester.makepyfile(
         """
         import pytest
@@ -175,7 +179,9 @@ def test_the_recorder_sees_every_outcome_pytest_reports(pytester: pytest.Pyteste
         """
     )
     path = pytester.path / "outcomes.json"
-    pytester.runpytest("-p", "no:randomly", plugins=[realworld.OutcomeRecorder(str(path))])
+    monkeypatch.setenv(realworld.OUTCOMES_ENV, str(path))
+    result = pytester.runpytest("-p", "no:randomly", plugins=[realworld])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     recorded = json.loads(path.read_text(encoding="utf-8"))
     words = {
         nodeid.rpartition("::")[2]: realworld.summarize(p)
