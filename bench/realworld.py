@@ -38,6 +38,8 @@ import os
 import platform
 import re
 import resource
+import shlex
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -534,20 +536,28 @@ class SuiteResult:
     differences: list[Difference]
     #: What is wrong, by check: ``session``, ``outcomes``, ``origins``, ``hand-seeded``.
     problems: dict[str, list[str]]
-    #: The plugin-on run's folder (its output.txt, rngguard.json, outcomes.json).
+    #: The first plugin-on run's folder (its output.txt, rngguard.json, outcomes.json).
     folder: str
-    wall_off: float
-    wall_on: float
-    cpu_off: float
-    cpu_on: float
+    #: Seconds of each round's runs, plugin off and on.
+    wall_off: list[float]
+    wall_on: list[float]
+    cpu_off: list[float]
+    cpu_on: list[float]
 
     @property
     def wall_ratio(self) -> float:
-        return self.wall_on / self.wall_off if self.wall_off else float("nan")
+        return median_ratio(self.wall_on, self.wall_off)
 
     @property
     def cpu_ratio(self) -> float:
-        return self.cpu_on / self.cpu_off if self.cpu_off else float("nan")
+        return median_ratio(self.cpu_on, self.cpu_off)
+
+    def spread(self, on: Sequence[float], off: Sequence[float]) -> str:
+        """A ratio as the table shows it: the median, and the range over several rounds."""
+        ratios = sorted(a / b for a, b in zip(on, off, strict=True) if b)
+        if len(ratios) < 2:
+            return f"{median_ratio(on, off):.2f}"
+        return f"{median_ratio(on, off):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
     def top_origins(self, n: int = 3) -> list[tuple[str, int]]:
         counts = Counter(
@@ -582,22 +592,32 @@ def run_suite(
     long: bool = False,
     out: Path = OUT,
     extra: Sequence[str] = (),
+    rounds: int = 1,
     log: Callable[[str], None] = lambda line: None,
 ) -> SuiteResult:
-    """Both runs of ``suite`` and every check."""
+    """``rounds`` pairs of runs of ``suite`` (plugin off and on, the order swapped from
+    round to round) and every check: outcomes in every pair, origins in the first."""
     args = suite.arguments(long)
     folder = out / suite.name
     log(f"{suite.name}: warm-up")
     warm_up(args, folder / "warm-up")
-    log(f"{suite.name}: plugin off")
-    off = run_pytest(args, folder / "off", plugin=False)
-    log(f"{suite.name}: plugin on ({off.wall:.0f} s off)")
-    on = run_pytest(args, folder / "on", plugin=True, extra=extra)
-    log(f"{suite.name}: done ({on.wall:.0f} s on)")
+    pairs: list[tuple[Run, Run]] = []
+    for round_ in range(rounds):
+        runs = {}
+        for plugin in (False, True) if round_ % 2 == 0 else (True, False):
+            name = ("on" if plugin else "off") + (f"-{round_}" if round_ else "")
+            log(f"{suite.name}: round {round_ + 1} of {rounds}, plugin {'on' if plugin else 'off'}")
+            runs[plugin] = run_pytest(args, folder / name, plugin=plugin, extra=extra)
+        pairs.append((runs[False], runs[True]))
+    on = pairs[0][1]
     leaks = list((on.report or {}).get("leaks", []))
-    differences = compare_outcomes(off.outcomes, on.outcomes, suite.explained)
+    found: dict[str, Difference] = {}
+    for pair in pairs:
+        for difference in compare_outcomes(pair[0].outcomes, pair[1].outcomes, suite.explained):
+            found.setdefault(difference.nodeid, difference)
+    differences = list(found.values())
     problems = {
-        "session": check_runs(off, on),
+        "session": [problem for pair in pairs for problem in check_runs(*pair)],
         "outcomes": [d.describe() for d in differences if d.reason is None],
         "origins": check_origins(suite, leaks),
         "hand-seeded": check_hand_seeded(suite, leaks, on.outcomes),
@@ -612,11 +632,16 @@ def run_suite(
         differences=differences,
         problems=problems,
         folder=str(folder / "on"),
-        wall_off=off.wall,
-        wall_on=on.wall,
-        cpu_off=off.cpu,
-        cpu_on=on.cpu,
+        wall_off=[pair[0].wall for pair in pairs],
+        wall_on=[pair[1].wall for pair in pairs],
+        cpu_off=[pair[0].cpu for pair in pairs],
+        cpu_on=[pair[1].cpu for pair in pairs],
     )
+
+
+def median_ratio(on: Sequence[float], off: Sequence[float]) -> float:
+    ratios = [a / b for a, b in zip(on, off, strict=True) if b]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -625,10 +650,30 @@ def run_suite(
 def machine() -> str:
     cores = os.cpu_count() or 0
     python = platform.python_version()
-    return f"{platform.system()} {platform.machine()}, {cores} cores, Python {python}"
+    return f"{platform.system()} {processor()}, {cores} cores, Python {python}"
 
 
-def markdown(results: Sequence[SuiteResult], *, long: bool, minutes: float) -> str:
+def processor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on this platform
+        return None
+
+
+def markdown(
+    results: Sequence[SuiteResult], *, long: bool, minutes: float, load: float | None = None
+) -> str:
     """The table of ``docs/realworld.md`` and what goes with it."""
     all_versions: dict[str, str] = {}
     for result in results:
@@ -637,7 +682,9 @@ def markdown(results: Sequence[SuiteResult], *, long: bool, minutes: float) -> s
         all_versions[name] = metadata.version(name)
     lines = [
         f"Run on {datetime.date.today().isoformat()} ({'long' if long else 'CI'} mode, "
-        f"{minutes:.1f} minutes), {machine()}; "
+        f"{_rounds(results)}, {minutes:.1f} minutes), {machine()}"
+        + (f" (load average {load:.1f} at the start)" if load is not None else "")
+        + "; "
         + ", ".join(f"{k} {v}" for k, v in sorted(all_versions.items()))
         + ".",
         "",
@@ -649,11 +696,11 @@ def markdown(results: Sequence[SuiteResult], *, long: bool, minutes: float) -> s
         differences = str(len(r.differences)) if r.differences else "none"
         lines.append(
             f"| {r.suite} | {r.tests} | {len(r.leaks)} | {origins} | {differences} "
-            f"| {r.wall_ratio:.2f} | {r.cpu_ratio:.2f} |"
+            f"| {r.spread(r.wall_on, r.wall_off)} | {r.spread(r.cpu_on, r.cpu_off)} |"
         )
     lines.append("")
     for r in results:
-        lines.append(f"- **{r.suite}**: `{' '.join(r.args)}`; {_outcome_words(r.outcomes)}.")
+        lines.append(f"- **{r.suite}**: `{shlex.join(r.args)}`; {_outcome_words(r.outcomes)}.")
         for difference in r.differences:
             lines.append(f"  - {difference.describe()}")
     return "\n".join(lines)
@@ -668,8 +715,8 @@ def render(results: Sequence[SuiteResult]) -> str:
     for r in results:
         lines.append(
             f"{r.suite}: {r.tests} tests ({_outcome_words(r.outcomes)}), {len(r.leaks)} leaks, "
-            f"wall {r.wall_off:.1f} s -> {r.wall_on:.1f} s ({r.wall_ratio:.2f}x), "
-            f"CPU {r.cpu_off:.1f} s -> {r.cpu_on:.1f} s ({r.cpu_ratio:.2f}x)"
+            f"wall {_seconds(r.wall_off)} -> {_seconds(r.wall_on)} ({r.wall_ratio:.2f}x), "
+            f"CPU {_seconds(r.cpu_off)} -> {_seconds(r.cpu_on)} ({r.cpu_ratio:.2f}x)"
         )
         for where, n in r.top_origins():
             lines.append(f"  {n:4d} x {where}")
@@ -677,6 +724,15 @@ def render(results: Sequence[SuiteResult]) -> str:
         for check, problems in r.problems.items():
             lines.extend(f"  PROBLEM ({check}): {p}" for p in problems)
     return "\n".join(lines)
+
+
+def _rounds(results: Sequence[SuiteResult]) -> str:
+    rounds = max((len(r.wall_off) for r in results), default=0)
+    return "1 pair of runs per suite" if rounds == 1 else f"{rounds} pairs of runs per suite"
+
+
+def _seconds(values: Sequence[float]) -> str:
+    return " ".join(f"{v:.1f}" for v in values) + " s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -692,10 +748,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--suites", default=",".join(SUITES), help=f"Comma-separated (default {','.join(SUITES)})"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Pairs of runs per suite, the order swapped each round (default 1)",
+    )
     parser.add_argument("--markdown", action="store_true", help="Print the docs' table")
     parser.add_argument("--json", metavar="PATH", help="Write every result as JSON")
     args = parser.parse_args(argv)
     names = [name for name in args.suites.split(",") if name]
+    if args.rounds < 1:
+        parser.error("--rounds must be positive")
     unknown = set(names) - set(SUITES)
     if unknown:
         parser.error(f"unknown suite(s) {sorted(unknown)}; known: {', '.join(SUITES)}")
@@ -703,17 +767,18 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    started = time.perf_counter()
+    started, load = time.perf_counter(), load_average()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
         results = [
-            run_suite(SUITES[name], long=args.long, out=Path(scratch), log=log) for name in names
+            run_suite(SUITES[name], long=args.long, out=Path(scratch), rounds=args.rounds, log=log)
+            for name in names
         ]
     minutes = (time.perf_counter() - started) / 60
     print(render(results))
     if args.markdown:
         print()
-        print(markdown(results, long=args.long, minutes=minutes))
+        print(markdown(results, long=args.long, minutes=minutes, load=load))
     if args.json:
         Path(args.json).write_text(
             json.dumps([r.to_json() for r in results], indent=2), encoding="utf-8"

@@ -198,3 +198,28 @@ def test_the_recorder_sees_every_outcome_pytest_reports(
     }
     messages = {key.rpartition("::")[2]: text for key, text in recorded["messages"].items()}
     assert messages["test_setup_errors (setup)"].endswith("RuntimeError: setup")
+
+
+def test_the_table_shows_the_median_ratio_and_its_range_over_the_rounds() -> None:
+    result = realworld.SuiteResult(
+        suite="numpy.random",
+        versions={"numpy": "2.4.6"},
+        args=["--pyargs", "numpy.random", "-k", "not slow"],
+        tests=3,
+        outcomes={"passed": 3},
+        leaks=[leak("a.py::t", "a.py", 3), leak("a.py::u", "a.py", 3)],
+        differences=[realworld.Difference("a.py::v", "passed", "failed", "it draws t's seed")],
+        problems={},
+        folder="",
+        wall_off=[10.0, 10.0, 10.0],
+        wall_on=[11.0, 13.0, 12.0],
+        cpu_off=[4.0, 4.0, 4.0],
+        cpu_on=[4.4, 4.4, 4.8],
+    )
+    table = realworld.markdown([result], long=False, minutes=1.0)
+    assert "3 pairs of runs per suite" in table
+    assert (
+        "| numpy.random | 3 | 2 | `a.py:3` (2) | 1 | 1.20 (1.10-1.30) | 1.10 (1.10-1.20) |" in table
+    )
+    assert "`--pyargs numpy.random -k 'not slow'`; 3 passed." in table
+    assert "a.py::v: passed without the plugin, failed with it (it draws t's seed)" in table

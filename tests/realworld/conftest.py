@@ -60,6 +60,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for line in realworld.render(found).splitlines():
         terminalreporter.line(line)
     terminalreporter.line("")
-    minutes = sum(r.wall_off + r.wall_on for r in found) / 60
+    minutes = sum(sum(r.wall_off) + sum(r.wall_on) for r in found) / 60
     for line in realworld.markdown(found, long=MODE == "long", minutes=minutes).splitlines():
         terminalreporter.line(line)
