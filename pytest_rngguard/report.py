@@ -21,6 +21,8 @@ TRACE_HINT = "origin unknown: re-run with --rngguard-trace to find the call"
 #: change names the fixture and its scope (``fixture 'model' (module)``).
 TEST = "test"
 COLLECTION = "collection"
+#: How a package's ``setup_module`` scope starts (``setup_module of package 'sklearn'``).
+SETUP_MODULE = "setup_module"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +53,12 @@ class Leak:
             "detail": self.change.detail,
             "origin": origin.to_json() if origin is not None else None,
             "restored": self.restored,
-            # Not in the JSON report (SPEC fixes its fields); carried for xdist and text.
+            # An addition to SPEC's fields: whose change it is (a package's setup_module is
+            # reported on the package's first test, which did not make it).
+            "scope": self.scope,
+            # Not in the JSON report; carried for xdist and text.
             "description": self.change.description,
             "calls": [c.to_json() for c in self.change.calls],
-            "scope": self.scope,
             "settled": self.putback.done is not None,
             "why": self.putback.why,
         }
@@ -90,7 +94,7 @@ class Leak:
     def report_json(self) -> dict[str, Any]:
         """Exactly the fields of a leak in the JSON report."""
         data = self.to_json()
-        for field in ("description", "calls", "scope", "settled", "why"):
+        for field in ("description", "calls", "settled", "why"):
             del data[field]
         return data
 
@@ -98,7 +102,7 @@ class Leak:
 def where(leak: Leak) -> str:
     if leak.fixture:
         return f"{leak.phase} (fixture {leak.fixture!r})"
-    if leak.scope.startswith("setup_module"):
+    if leak.scope.startswith(SETUP_MODULE):
         return f"{leak.phase} ({leak.scope})"
     return leak.phase
 
@@ -126,11 +130,23 @@ def render_change(leak: Leak, *, stack: bool = True) -> list[str]:
 
 def render_test(nodeid: str, leaks: Sequence[Leak]) -> str:
     """The text of one test's RNGLeakWarning (and of its failure in fail mode)."""
-    lines = [f"{nodeid} changed global random state:"]
+    lines = [f"{culprits(nodeid, leaks)} changed global random state:"]
     for leak in leaks:
         lines.extend(f"  {line}" for line in render_change(leak))
     lines.extend(f"  {line}" for line in render_putbacks(leaks))
     return "\n".join(lines)
+
+
+def culprits(nodeid: str, leaks: Sequence[Leak]) -> str:
+    """Who made the changes: the test, or a package's ``setup_module`` that pytest ran in
+    the test's setup (the package's first test, which did nothing but come first)."""
+    setups = sorted({leak.scope for leak in leaks if leak.scope.startswith(SETUP_MODULE)})
+    if not setups:
+        return nodeid
+    named = " and ".join(setups)
+    if all(leak.scope.startswith(SETUP_MODULE) for leak in leaks):
+        return f"{named}, run before {nodeid},"
+    return f"{nodeid} and {named} (run before it)"
 
 
 def render_putbacks(leaks: Sequence[Leak]) -> list[str]:

@@ -94,6 +94,7 @@ def test_json_report_has_exactly_the_documented_fields(pytester: pytest.Pytester
             "stack": ["test_suite.py:8 in seeded", "helpers.py:4 in set_seed"],
         },
         "restored": True,
+        "scope": "test",
     }
     assert leaks["test_body_leaks"]["origin"]["stack"] == [
         "test_suite.py:14 in test_body_leaks",
