@@ -10,7 +10,7 @@ import os
 import platform
 import struct
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import NotReproducibleError
@@ -289,7 +289,6 @@ class Recorder:
     def __init__(self) -> None:
         self.records: dict[str, Any] = {}
         self.end_states: dict[str, Any] = {}
-        self.called = False
 
     def record(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name:
@@ -341,14 +340,20 @@ class Rngguard:
             return fn(*args, **kwargs)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RepeatOutcome:
+    """A test that is not reproducible: an entry of the JSON report's ``not_reproducible``."""
+
     nodeid: str
     runs: int
     detail: str
 
     def to_json(self) -> dict[str, Any]:
         return {"nodeid": self.nodeid, "runs": self.runs, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RepeatOutcome:
+        return cls(data["nodeid"], data["runs"], data["detail"])
 
 
 def assert_reproducible(
@@ -535,7 +540,3 @@ def fingerprint_file(tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "versions": versions(),
         "tests": dict(sorted(tests.items())),
     }
-
-
-def iter_sorted(items: Sequence[Any]) -> Iterator[Any]:
-    return iter(sorted(items))
