@@ -84,7 +84,7 @@ def _numpy_memory() -> _NumpyMemory | None:
         probe = RandomState(MT19937(0))
         state: list[Any] = list(probe.get_state())
         state[3], state[4] = 1, _PROBE_GAUSS
-        probe.set_state(tuple(state))  # type: ignore[arg-type]
+        probe.set_state(tuple(state))
         size = type(probe).__basicsize__
         offset = ctypes.string_at(id(probe), size).find(struct.pack("d", _PROBE_GAUSS))
         if offset < 8:
