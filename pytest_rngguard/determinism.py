@@ -115,7 +115,7 @@ class Applied:
 Record = Callable[[str, Any], None]
 
 
-def apply(
+def apply(  # noqa: C901 - one all-or-nothing sequence, undone as a whole
     recipe: Recipe,
     sources: SourceSet,
     *,

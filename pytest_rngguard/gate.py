@@ -98,9 +98,7 @@ class Gate:
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
-    def judge(
-        self, nodeid: str, outcome: str, recorder: Recorder, seed: int | None
-    ) -> Verdict:
+    def judge(self, nodeid: str, outcome: str, recorder: Recorder, seed: int | None) -> Verdict:
         """Compare a test's last run with its earlier runs, and, where it passed, its
         fingerprint with the file's."""
         from .reproducibility import RepeatOutcome, compare_fingerprint, fingerprint, version_note

@@ -240,7 +240,7 @@ class Monitor:
         finally:
             self.active = active
 
-    def checkpoint(self) -> list[Change]:
+    def checkpoint(self) -> list[Change]:  # noqa: C901 - the hot path, inlined on purpose
         """Everything that changed since the last checkpoint; the current state becomes the
         new baseline.  ``last_from`` then holds each changed source's earlier state."""
         self.refresh()

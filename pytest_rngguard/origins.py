@@ -147,9 +147,7 @@ def caller_frame(
     return None
 
 
-def called_by_plugin(
-    frame: FrameType | None, library: str, passing: Container[CodeType]
-) -> bool:
+def called_by_plugin(frame: FrameType | None, library: str, passing: Container[CodeType]) -> bool:
     """Whether the first frame outside ``library``, the standard library and the
     interception's own code (``passing``: the wrappers' and the monitor's handlers' code, so
     that an intercepted call made inside another one, ``torch.manual_seed`` seeding
@@ -445,7 +443,7 @@ class Tracer:
             return  # the call our own wrapper makes: already recorded
         self._callback(hit[0], hit[1], frame)
 
-    def start(self) -> str | None:
+    def start(self) -> str | None:  # noqa: C901 - both tracing back-ends, side by side
         """Start tracing; or, where it cannot run beside what is there, why not."""
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None and sys.getprofile() is not None:

@@ -356,9 +356,7 @@ def _fingerprint_lines(
         and results.fingerprints
         and "the fingerprints" not in results.write_errors
     ):
-        lines.append(
-            f"fingerprints: wrote {len(results.fingerprints)} to {settings.fingerprints}"
-        )
+        lines.append(f"fingerprints: wrote {len(results.fingerprints)} to {settings.fingerprints}")
     return lines
 
 

@@ -192,7 +192,6 @@ class Guard:
         self.current: ItemRun | None = None
 
 
-
 def build(config: pytest.Config) -> Guard:
     """The guard for this session, from its options: every part made, nothing started."""
     from .gate import Gate

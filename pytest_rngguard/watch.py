@@ -120,9 +120,7 @@ def take_ignored(guard: Guard, owner: object) -> None:
             guard.ledger.record(owner, source, before)
 
 
-def finish(
-    guard: Guard, item: pytest.Item, run: ItemRun, nextitem: pytest.Item | None
-) -> None:
+def finish(guard: Guard, item: pytest.Item, run: ItemRun, nextitem: pytest.Item | None) -> None:
     """After teardown: last check, put back what the test changed (and what the import of
     each collector pytest has just torn down changed), and tell the user."""
     monitor = guard.monitor

@@ -36,10 +36,10 @@ DETERMINISM_VARIABLES = (
     "PYTHONHASHSEED",
 )
 
+
 def legacy_numpy_state() -> Any:
     """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
     return np.random.get_state()
-
 
 
 @contextlib.contextmanager

@@ -41,10 +41,10 @@ except ImportError:  # the 3.10, 3.12 and 3.13 CI environments have no torch
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
+
 def legacy_numpy_state() -> Any:
     """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
     return np.random.get_state()
-
 
 
 @pytest.fixture
@@ -394,8 +394,11 @@ def _entry_points(
     """Install a distribution that declares ``values`` as source entry points, next to one
     that declares only entry points of other groups."""
     lines = "".join(f"{name} = {value}\n" for name, value in values)
-    _install(tmp_path, "rngguard_probe", f"[console_scripts]\nprobe = os:getcwd\n\n"
-             f"[{registry.ENTRY_POINT_GROUP}]\n{lines}")
+    _install(
+        tmp_path,
+        "rngguard_probe",
+        f"[console_scripts]\nprobe = os:getcwd\n\n[{registry.ENTRY_POINT_GROUP}]\n{lines}",
+    )
     _install(tmp_path, "rngguard_other", "[pytest11]\nother = os\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
@@ -479,8 +482,17 @@ def test_the_public_api_is_what_the_spec_names() -> None:
 
 def test_every_public_name_is_the_api_even_after_every_module_is_loaded() -> None:
     # The names load lazily; a submodule of the same name must never shadow one.
-    for module in ("determinism", "guards", "monitor", "plugin", "report", "reproducibility",
-                   "settings", "snapshots", "sources"):
+    for module in (
+        "determinism",
+        "guards",
+        "monitor",
+        "plugin",
+        "report",
+        "reproducibility",
+        "settings",
+        "snapshots",
+        "sources",
+    ):
         importlib.import_module(f"pytest_rngguard.{module}")
     for name in pytest_rngguard.__all__:
         value = getattr(pytest_rngguard, name)

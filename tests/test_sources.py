@@ -36,10 +36,10 @@ pytestmark = pytest.mark.allow_rng_leak(
     "random", "numpy", "torch", "torch.cuda", "torch.flags", reason="the sources under test"
 )
 
+
 def legacy_numpy_state() -> Any:
     """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
     return np.random.get_state()
-
 
 
 @pytest.fixture(autouse=True)
