@@ -34,11 +34,11 @@ class Verdict(NamedTuple):
 class Gate:
     """The repeat protocol's state, and the fingerprints to compare with."""
 
-    __slots__ = ("_fingerprints", "_last", "earlier", "silent", "stored")
+    __slots__ = ("_fingerprints", "_last", "earlier", "stored", "unlogged")
 
     def __init__(self, fingerprints: str | None, stored: dict[str, Any] | None) -> None:
         #: Set while an earlier, unlogged run of a repeated test is going on.
-        self.silent = False
+        self.unlogged = False
         #: The earlier runs of the repeated test whose last run is going on.
         self.earlier: list[EarlierRun] = []
         #: The fingerprint file's content when comparing with it (None: writing or not used).
@@ -73,7 +73,7 @@ class Gate:
 
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         earlier: list[EarlierRun] = []
-        self.silent = True
+        self.unlogged = True
         try:
             for _ in range(runs - 1):
                 # The parent as "next item" tears down this test's function-scoped fixtures
@@ -88,7 +88,7 @@ class Gate:
                 if item.session.shouldfail or item.session.shouldstop:
                     break
         finally:
-            self.silent = False
+            self.unlogged = False
             self._last = None
         self.earlier = earlier
         try:
@@ -171,7 +171,7 @@ def check_reproducible(
     """Compare this run with the earlier runs of the same test and with the fingerprint
     file; a difference fails the test as not reproducible."""
     gate = guard.gate
-    if gate.silent or not gate.compares:
+    if gate.unlogged or not gate.compares:
         # An earlier run of a repeated test (the last run compares them all), or a test run
         # once without a fingerprint file: nothing to compare.
         return

@@ -26,11 +26,11 @@ def start_deterministic(guard: Guard, item: pytest.Item, run: ItemRun, recipe: R
 
     def hold(_: tuple[str, ...] = ()) -> None:
         # Again for a library first imported during the test, seeded as its import finished.
-        masked = {(name, "") for name in applied.seeded}
-        masked.update(("env", name) for name in applied.env)
+        recipe_set = {(name, "") for name in applied.seeded}
+        recipe_set.update(("env", name) for name in applied.env)
         if applied.flags is not None:
-            masked.add(("torch.flags", ""))
-        run.masked = frozenset(masked)
+            recipe_set.add(("torch.flags", ""))
+        run.recipe_set = frozenset(recipe_set)
         if guard.watching:
             monitor.held = frozenset(applied.seeded)
 
@@ -45,7 +45,7 @@ def start_deterministic(guard: Guard, item: pytest.Item, run: ItemRun, recipe: R
     with monitor.paused():
         applied = apply(recipe, guard.seeding, adopted=hold, record=record, listeners=listeners)
     run.applied, run.seed = applied, recipe.seed
-    if guard.gate.silent or guard.gate.compares:
+    if guard.gate.unlogged or guard.gate.compares:
         guard.results.compared = True
     hold()
     # What ``@hypothesis.seed(n)`` does: examples are derived from the test's seed.

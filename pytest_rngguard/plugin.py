@@ -266,7 +266,7 @@ class Watcher:
             # The test is over: nothing of it is kept (a 50,000-test session would otherwise
             # hold 50,000 runs); an earlier run of a repeated test leaves its records.
             guard.current = None
-            if guard.gate.silent:
+            if guard.gate.unlogged:
                 guard.gate.earlier_run_ended(run)
             elif not guard.role.controller:
                 guard.results.tests += 1

@@ -94,10 +94,10 @@ class ItemRun:
         "hypothesis",
         "item",
         "leaks",
-        "masked",
         "nodeid",
         "over",
         "phase",
+        "recipe_set",
         "seed",
         "setup_owner",
     )
@@ -115,7 +115,8 @@ class ItemRun:
         self.setup_owner: pytest.Collector | None = None
         self.leaks: list[Leak] = []
         self.allowed: frozenset[str] | None = frozenset()  # None: every source
-        self.masked: frozenset[tuple[str, str]] = frozenset()  # (source, detail) the marker set
+        #: What a ``deterministic`` recipe set, as (source, detail): never the test's leak.
+        self.recipe_set: frozenset[tuple[str, str]] = frozenset()
         self.applied: Applied | None = None
         self.seed: int | None = None
         #: What undoes the seed given to a Hypothesis test (``compat.seed_hypothesis``).

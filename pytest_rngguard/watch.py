@@ -48,7 +48,15 @@ def check(guard: Guard, run: ItemRun) -> None:
         take_ignored(guard, owner)
     if changes:
         found = take(
-            guard, changes, owner, scope, run.nodeid, run.phase, fixture, run.allowed, run.masked
+            guard,
+            changes,
+            owner,
+            scope,
+            run.nodeid,
+            run.phase,
+            fixture,
+            run.allowed,
+            run.recipe_set,
         )
         run.leaks.extend(found)
     if package is not None and guard.ledger.owns(package):
@@ -78,7 +86,7 @@ def take(
     phase: str,
     fixture: str | None,
     allowed: frozenset[str] | None,
-    masked: frozenset[tuple[str, str]] = frozenset(),
+    recipe_set: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Leak]:
     """The changes that are leaks (flagged, not allowed by a marker, not the marker's own);
     and every change that ``--rngguard-restore`` puts back, noted under the scope that made
@@ -100,8 +108,8 @@ def take(
             flagged
             and allowed is not None
             and source not in allowed
-            and (source, "") not in masked
-            and (source, change.detail) not in masked
+            and (source, "") not in recipe_set
+            and (source, change.detail) not in recipe_set
         ):
             putback = putbacks.get(source)
             if putback is None:
@@ -149,7 +157,7 @@ def finish(guard: Guard, item: pytest.Item, run: ItemRun, nextitem: pytest.Item 
     guard.policy.test_ends()
     if monitor.errors:
         show_errors(item, guard)
-    if run.leaks and not guard.gate.silent:
+    if run.leaks and not guard.gate.unlogged:
         _tell(guard, item, run)
 
 
@@ -172,10 +180,10 @@ def keep_end_states(guard: Guard, run: ItemRun) -> None:
     """What the runs of a repeated test and the fingerprints compare, after the call: the
     states of only what the recipe seeded (the other sources' states depend on what else
     ran in this process, which libraries were loaded and by which tests, not on this
-    test).  Only where the run is compared with anything (an earlier run is silent; a test
+    test).  Only where the run is compared with anything (an earlier run is unlogged; a test
     run once without fingerprints compares nothing)."""
     applied = run.applied
-    if applied is None or not (guard.gate.silent or guard.gate.compares):
+    if applied is None or not (guard.gate.unlogged or guard.gate.compares):
         return
     seeded = applied.seeded
     run.recorder.end_states = guard.monitor.capture(
@@ -193,7 +201,7 @@ def report_leaks(guard: Guard, run: ItemRun, report: pytest.TestReport, when: st
             from .report import fail_report, render_test
 
             fail_report(report, render_test(run.nodeid, leaks), "rngguard leaks")
-    if when != "teardown" or guard.gate.silent:
+    if when != "teardown" or guard.gate.unlogged:
         return
     from .xdist import put_leaks
 
