@@ -175,7 +175,7 @@ def check_reproducible(
         # An earlier run of a repeated test (the last run compares them all), or a test run
         # once without a fingerprint file: nothing to compare.
         return
-    from .report import fail_report
+    from .report import fail_report, not_reproducible_text
     from .xdist import put_fingerprint, put_not_reproducible
 
     verdict = gate.judge(item.nodeid, report.outcome, run.recorder, run.seed)
@@ -190,5 +190,4 @@ def check_reproducible(
     put_not_reproducible(report, failure)
     if gathering:
         guard.results.not_reproducible.append(failure)
-    text = f"{item.nodeid} is not reproducible: {failure.detail}"
-    fail_report(report, text, "rngguard: not reproducible")
+    fail_report(report, not_reproducible_text(failure), "rngguard: not reproducible")

@@ -58,12 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
         monitor = guard.monitor
         refused = monitor.start()
         if refused is not None:
+            from .report import trace_off_text
+
             config.issue_config_time_warning(
-                pytest.PytestConfigWarning(
-                    f"rngguard: --rngguard-trace is off: {refused}; origins that only the "
-                    f"tracer finds are not reported"
-                ),
-                stacklevel=2,
+                pytest.PytestConfigWarning(trace_off_text(refused)), stacklevel=2
             )
         monitor.active = True
         config.add_cleanup(monitor.stop)
@@ -288,7 +286,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     guard = _guard(config)
     if guard is None:
         return
-    from .report import github_annotations, summary_lines
+    from .report import github_annotations, summary_lines, write_error_text
 
     results = guard.results
     verbose = terminalreporter.verbosity > 0
@@ -298,7 +296,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         for line in lines:
             terminalreporter.write_line(line)
     for what, why in results.write_errors.items():
-        terminalreporter.write_line(f"rngguard: error: {what} {why}", red=True, bold=True)
+        terminalreporter.write_line(write_error_text(what, why), red=True, bold=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         mode = guard.settings.mode
         for line in github_annotations(results.all_leaks, mode, results.not_reproducible):

@@ -236,7 +236,7 @@ def github_annotations(
         lines.append(f"::{level}{where_}title={title}::{_escape_data(f'{leak.nodeid}: {text}')}")
     for problem in not_reproducible:
         path = problem.nodeid.partition("::")[0]
-        text = f"{problem.nodeid} is not reproducible: {problem.detail}"
+        text = not_reproducible_text(problem)
         lines.append(
             f"::error file={_escape_property(path)},title=rngguard%3A not reproducible"
             f"::{_escape_data(text)}"
@@ -255,6 +255,24 @@ def _escape_property(text: str) -> str:
 def one_line(leak: Leak) -> str:
     """A leak in one line (a JUnit XML property's value)."""
     return f"{leak.phase}: " + " ".join(render_change(leak, stack=False)[0].split())
+
+
+def not_reproducible_text(outcome: RepeatOutcome) -> str:
+    """Why a test is not reproducible (its failure, its annotation)."""
+    return f"{outcome.nodeid} is not reproducible: {outcome.detail}"
+
+
+def trace_off_text(why: str) -> str:
+    """The warning of a session whose ``--rngguard-trace`` cannot run."""
+    return (
+        f"rngguard: --rngguard-trace is off: {why}; origins that only the tracer finds are "
+        f"not reported"
+    )
+
+
+def write_error_text(what: str, why: str) -> str:
+    """The terminal's line about a file the session could not write."""
+    return f"rngguard: error: {what} {why}"
 
 
 def fail_report(report: pytest.TestReport, text: str, title: str) -> None:

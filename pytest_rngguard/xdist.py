@@ -1,8 +1,9 @@
 """pytest-xdist: what a worker hands its controller, and the controller's side of it.
 
 A test's results travel on its reports, which xdist serialises with every attribute: each
-``put_*`` function here writes one, and :class:`Controller` reads them back, so these names
-are written and read in this module only.  What no report carries (the leaks of test
+``put_*`` function here writes one and its ``*_on`` twin reads it back, so these names are
+written and read in this module only (the one channel: the plugin reads a leak back from
+nothing else).  What no report carries (the leaks of test
 modules' imports, and what became of changes whose scope ended after their test's report)
 travels in ``workeroutput`` at the end of the session.  The controller's hooks are
 registered only on the controller.
@@ -56,6 +57,33 @@ def put_not_reproducible(report: pytest.TestReport, outcome: RepeatOutcome) -> N
     setattr(report, _NOT_REPRODUCIBLE, outcome.to_json())
 
 
+def leaks_on(report: pytest.TestReport) -> list[Leak]:
+    found = getattr(report, _LEAKS, None)
+    if not found:
+        return []
+    from .report import Leak
+
+    return [Leak.from_json(data) for data in found]
+
+
+def not_reproducible_on(report: pytest.TestReport) -> RepeatOutcome | None:
+    found = getattr(report, _NOT_REPRODUCIBLE, None)
+    if not found:
+        return None
+    from .reproducibility import RepeatOutcome
+
+    return RepeatOutcome.from_json(found)
+
+
+def fingerprint_on(report: pytest.TestReport) -> dict[str, Any] | None:
+    printed: dict[str, Any] | None = getattr(report, _FINGERPRINT, None)
+    return printed
+
+
+def compared_on(report: pytest.TestReport) -> bool:
+    return bool(getattr(report, _COMPARED, False))
+
+
 def hand_over(config: pytest.Config, results: Results) -> bool:
     """On a worker, at the end of the session: hand the controller what no test report
     carried.  False elsewhere."""
@@ -79,20 +107,15 @@ class Controller:
         self._results = results
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from .report import Leak
-        from .reproducibility import RepeatOutcome
-
         results = self._results
-        leaks = getattr(report, _LEAKS, None)
-        if leaks:
-            results.leaks.extend(Leak.from_json(data) for data in leaks)
-        problem = getattr(report, _NOT_REPRODUCIBLE, None)
-        if problem:
-            results.not_reproducible.append(RepeatOutcome.from_json(problem))
-        printed = getattr(report, _FINGERPRINT, None)
+        results.leaks.extend(leaks_on(report))
+        problem = not_reproducible_on(report)
+        if problem is not None:
+            results.not_reproducible.append(problem)
+        printed = fingerprint_on(report)
         if printed is not None:
             results.fingerprints[report.nodeid] = printed
-        if getattr(report, _COMPARED, False):
+        if compared_on(report):
             results.compared = True
         if report.when == "teardown":
             results.tests += 1
