@@ -34,24 +34,26 @@ class Verdict(NamedTuple):
 class Gate:
     """The repeat protocol's state, and the fingerprints to compare with."""
 
-    __slots__ = ("_fingerprints", "_last", "earlier", "stored", "unlogged")
+    __slots__ = ("_fingerprints", "_last", "compares", "earlier", "stored", "unlogged")
 
     def __init__(self, fingerprints: str | None, stored: dict[str, Any] | None) -> None:
         #: Set while an earlier, unlogged run of a repeated test is going on.
         self.unlogged = False
         #: The earlier runs of the repeated test whose last run is going on.
         self.earlier: list[EarlierRun] = []
+        #: Whether a deterministic test's run is compared with anything: the earlier runs of
+        #: a repeated test, or the fingerprint file (an attribute, not a property: it is read
+        #: several times a deterministic test).
+        self.compares = bool(fingerprints)
         #: The fingerprint file's content when comparing with it (None: writing or not used).
         self.stored = stored
         self._fingerprints = fingerprints
         #: What the earlier run that has just ended recorded (see ``earlier_run_ended``).
         self._last: Recorder | None = None
 
-    @property
-    def compares(self) -> bool:
-        """Whether a deterministic test's run is compared with anything: the earlier runs
-        of a repeated test, or the fingerprint file."""
-        return bool(self.earlier or self._fingerprints)
+    def _compare_with(self, earlier: list[EarlierRun]) -> None:
+        self.earlier = earlier
+        self.compares = bool(earlier or self._fingerprints)
 
     def earlier_run_ended(self, run: ItemRun) -> None:
         """An earlier run's teardown is reported: keep what it recorded for the last run."""
@@ -90,11 +92,11 @@ class Gate:
         finally:
             self.unlogged = False
             self._last = None
-        self.earlier = earlier
+        self._compare_with(earlier)
         try:
             protocol(item, nextitem=nextitem)
         finally:
-            self.earlier = []
+            self._compare_with([])
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
@@ -132,14 +134,11 @@ def _difference(first: EarlierRun, other: EarlierRun, number: int) -> str | None
     return compare_runs(first[1], other[1], number)
 
 
-def on_report(
-    guard: Guard, item: pytest.Item, run: ItemRun, report: pytest.TestReport, seed: int
-) -> None:
-    """A deterministic test's report: its seed on it, the gate's verdict on its call, and
-    how to re-run it where it failed."""
-    from .xdist import put_seed
-
-    put_seed(report, seed, guard.results.compared)
+def on_report(guard: Guard, item: pytest.Item, run: ItemRun, report: pytest.TestReport) -> None:
+    """A deterministic test's call report where it is compared with anything, or a failed
+    report: the gate's verdict on its call, and how to re-run it where it failed."""
+    assert run.seed is not None
+    seed = run.seed
     if report.when == "call":
         check_reproducible(guard, item, run, report)
     if report.failed:

@@ -48,8 +48,10 @@ def start_deterministic(guard: Guard, item: pytest.Item, run: ItemRun, recipe: R
     if guard.gate.unlogged or guard.gate.compares:
         guard.results.compared = True
     hold()
-    # What ``@hypothesis.seed(n)`` does: examples are derived from the test's seed.
-    run.hypothesis = seed_hypothesis(getattr(item, "obj", None), recipe.seed)
+    function = getattr(item, "obj", None)
+    if hasattr(function, "hypothesis"):
+        # What ``@hypothesis.seed(n)`` does: examples are derived from the test's seed.
+        run.hypothesis = seed_hypothesis(function, recipe.seed)
     if guard.watching:
         monitor.reset()
 

@@ -129,18 +129,16 @@ class MarkReader:
                 allow_problem = str(exc)
         runs = 1
         if deterministic is not None:
-            runs = self._runs(deterministic)
+            repeat = deterministic.kwargs.get("repeat")
+            if repeat is None:
+                runs = self._repeat
+            elif not _bad_repeat(repeat):  # a bad one counts as one: the setup reports it
+                runs = int(repeat)
             try:
                 recipe = self._recipe(item, deterministic)
             except _Bad as exc:
                 deterministic_problem = str(exc)
         return Marks(allowed, allow_problem, recipe, deterministic_problem, runs, plain)
-
-    def _runs(self, marker: pytest.Mark) -> int:
-        repeat = marker.kwargs.get("repeat")
-        if repeat is None:
-            return self._repeat
-        return 1 if _bad_repeat(repeat) else int(repeat)
 
     def _recipe(self, item: pytest.Item, marker: pytest.Mark) -> Recipe:
         from .determinism import Recipe, derive_seed

@@ -134,12 +134,14 @@ class Watcher:
         # they would slow every pytest start, imported in the hooks every test.
         from . import gate, lifecycle, session, watch
         from .compat import stand_in_fixture_function
+        from .xdist import put_seed
 
         self.guard = guard
         self._gate = gate
         self._lifecycle = lifecycle
         self._watch = watch
         self._new_run = session.ItemRun
+        self._put_seed = put_seed
         self._stand_in = stand_in_fixture_function()
         #: The marks ``pytest_runtest_protocol`` read for the test it is about to run.
         self._marks: tuple[pytest.Item, Marks] | None = None
@@ -259,14 +261,17 @@ class Watcher:
         if run.leaks:
             self._watch.report_leaks(guard, run, report, when)
         if run.seed is not None:
-            self._gate.on_report(guard, item, run, report, run.seed)
+            self._put_seed(report, run.seed, guard.results.compared)
+            if (when == "call" and guard.gate.compares) or report.failed:
+                self._gate.on_report(guard, item, run, report)
         if when == "teardown":
             # The test is over: nothing of it is kept (a 50,000-test session would otherwise
-            # hold 50,000 runs); an earlier run of a repeated test leaves its records.
+            # hold 50,000 runs); an earlier run of a repeated test leaves its records.  (No
+            # test runs on the xdist controller: its count comes from its workers' reports.)
             guard.current = None
             if guard.gate.unlogged:
                 guard.gate.earlier_run_ended(run)
-            elif not guard.role.controller:
+            else:
                 guard.results.tests += 1
         return report
 
@@ -275,7 +280,8 @@ class Watcher:
         run.called = True
         if guard.watching:
             self._watch.check(guard, run)
-        if run.applied is not None:
+        # An earlier run is unlogged; a test run once without fingerprints compares nothing.
+        if run.applied is not None and (guard.gate.unlogged or guard.gate.compares):
             self._watch.keep_end_states(guard, run)
 
 

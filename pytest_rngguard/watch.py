@@ -142,7 +142,7 @@ def finish(guard: Guard, item: pytest.Item, run: ItemRun, nextitem: pytest.Item 
     run.over = True
     scopes = guard.scopes
     if id(run) in guard.ledger.owners:
-        scopes.release(run)
+        scopes.put_back(guard.ledger.release(run))
     if scopes.entered:
         scopes.leave(nextitem)
     if not watching:
@@ -180,12 +180,9 @@ def keep_end_states(guard: Guard, run: ItemRun) -> None:
     """What the runs of a repeated test and the fingerprints compare, after the call: the
     states of only what the recipe seeded (the other sources' states depend on what else
     ran in this process, which libraries were loaded and by which tests, not on this
-    test).  Only where the run is compared with anything (an earlier run is unlogged; a test
-    run once without fingerprints compares nothing)."""
-    applied = run.applied
-    if applied is None or not (guard.gate.unlogged or guard.gate.compares):
-        return
-    seeded = applied.seeded
+    test).  Only for a run compared with anything (``Gate.unlogged``, ``Gate.compares``)."""
+    assert run.applied is not None
+    seeded = run.applied.seeded
     run.recorder.end_states = guard.monitor.capture(
         [s for s in guard.monitor.available() if s.name in seeded]
     )
