@@ -108,9 +108,7 @@ class Applied:
 
     __slots__ = ("env", "flags", "inductor", "listener", "recipe", "states", "watcher")
 
-    def __init__(
-        self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]
-    ) -> None:
+    def __init__(self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]) -> None:
         self.recipe = recipe
         #: The seeded sources' states before the recipe, by name, in the order seeded.
         self.states = states
@@ -139,7 +137,7 @@ class Applied:
 Record = Callable[[str, Any], None]
 
 
-def apply(
+def apply(  # noqa: C901 - one all-or-nothing sequence, undone as a whole
     recipe: Recipe,
     sources: SourceSet,
     *,

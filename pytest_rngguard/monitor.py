@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .origins import (
+    WRAPPER_CODES,
     ImportWatcher,
     Interceptor,
     Origin,
@@ -239,7 +240,7 @@ class Monitor:
         finally:
             self.active = active
 
-    def checkpoint(self) -> list[Change]:
+    def checkpoint(self) -> list[Change]:  # noqa: C901 - the hot path, inlined on purpose
         """Everything that changed since the last checkpoint; the current state becomes the
         new baseline.  ``last_from`` then holds each changed source's earlier state."""
         self.refresh()
@@ -399,7 +400,7 @@ class Monitor:
             return original(*args, **kwargs)
         frame = sys._getframe(2)  # the wrapper's caller
         library = library_of(source.module)
-        if called_by_plugin(frame, library):
+        if called_by_plugin(frame, library, self._PASSING):
             return original(*args, **kwargs)  # our own seeding and restoring
         caller = caller_frame(frame, library, self._keep)
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
@@ -479,3 +480,6 @@ class Monitor:
         self._pending = self._pending[:keep] + kept
         if not any(c.source == name for c in self._pending):
             self.changed_from.pop(name, None)
+
+    #: The interception's own code between a caller and a wrapped seeder (``called_by_plugin``).
+    _PASSING = WRAPPER_CODES | {_intercepted.__code__, _ignored_call.__code__}

@@ -17,8 +17,8 @@ import functools
 import os
 import sys
 import sysconfig
-from collections.abc import Callable, Iterable, Sequence
-from types import FrameType
+from collections.abc import Callable, Container, Iterable, Sequence
+from types import CodeType, FrameType
 from typing import Any
 
 from .sources.base import Detail, Seeder, Source, library_of
@@ -147,21 +147,18 @@ def caller_frame(
     return None
 
 
-#: The plugin's own frames between a caller and a wrapped seeder: an intercepted call made
-#: inside another one (``torch.manual_seed`` seeding ``torch.cuda``) passes through them.
-_PASS_THROUGH = frozenset({"wrapper", "_intercepted", "_ignored_call"})
-
-
-def called_by_plugin(frame: FrameType | None, library: str) -> bool:
+def called_by_plugin(frame: FrameType | None, library: str, passing: Container[CodeType]) -> bool:
     """Whether the first frame outside ``library``, the standard library and the
-    interception's own wrappers, walking out from ``frame``, is this plugin's: its own
-    seeding and restoring, never a user's call."""
+    interception's own code (``passing``: the wrappers' and the monitor's handlers' code, so
+    that an intercepted call made inside another one, ``torch.manual_seed`` seeding
+    ``torch.cuda``, passes through them), walking out from ``frame``, is this plugin's: its
+    own seeding and restoring, never a user's call."""
     while frame is not None:
         module = _module_of(frame)
         if not (_in(module, library) or in_stdlib(frame.f_code.co_filename)):
             if not _in(module, _OWN_PACKAGE):
                 return False
-            if frame.f_code.co_name not in _PASS_THROUGH:
+            if frame.f_code not in passing:
                 return True
         frame = frame.f_back
     return False
@@ -308,6 +305,13 @@ class Interceptor:
         return frozenset(w.__code__ for _, _, _, w in self._installed if id(w) in self._wrappers)
 
 
+#: The code of the wrappers ``Interceptor._wrap`` makes (the functions defined in it): every
+#: wrapper runs one of them, whichever seeder it wraps.
+WRAPPER_CODES = frozenset(
+    const for const in Interceptor._wrap.__code__.co_consts if isinstance(const, CodeType)
+)
+
+
 class ImportWatcher:
     """Tells the monitor the moment a watched module has been imported, so a library first
     imported in the middle of a test has its seeders wrapped before the test can call them.
@@ -439,7 +443,7 @@ class Tracer:
             return  # the call our own wrapper makes: already recorded
         self._callback(hit[0], hit[1], frame)
 
-    def start(self) -> str | None:
+    def start(self) -> str | None:  # noqa: C901 - both tracing back-ends, side by side
         """Start tracing; or, where it cannot run beside what is there, why not."""
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None and sys.getprofile() is not None:

@@ -1,16 +1,32 @@
-"""Leaks as users read them: one renderer for warnings, the terminal summary and JSON."""
+"""Everything users read: leaks as warnings, failures, summary lines, JSON report and
+GitHub annotations, the header, and the command that re-runs a deterministic test.
+
+Each text is made here, by one function, whatever the channel that shows it; nothing here
+decides what is a leak or when to tell it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .ledger import Putback
 from .origins import Origin
 from .snapshots import Change
 from .sources import CHANGED, REPLACED, RESEEDED
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .reproducibility import RepeatOutcome
+    from .session import Results
+    from .settings import Settings
 
 REPORT_VERSION = 1
 TRACE_HINT = "origin unknown: re-run with --rngguard-trace to find the call"
@@ -159,13 +175,8 @@ def render_putbacks(leaks: Sequence[Leak]) -> list[str]:
         label, done = leak.change.label, leak.putback.done
         if done is False:
             failed.setdefault(label, leak.putback.why)
-        elif leak.scope == COLLECTION:
-            kept.setdefault("put back after the import, set again for this module's tests", [])
-            kept["put back after the import, set again for this module's tests"].append(label)
-        elif done is None and leak.scope != TEST:
-            kept.setdefault(f"kept while {leak.scope} is in use, put back after it", []).append(
-                label
-            )
+        elif leak.scope == COLLECTION or (done is None and leak.scope != TEST):
+            kept.setdefault(_kept_while(leak.scope), []).append(label)
         elif done:
             back.append(label)
         elif leak.putback.held:
@@ -180,6 +191,12 @@ def render_putbacks(leaks: Sequence[Leak]) -> list[str]:
     for label, why in sorted(failed.items()):
         lines.append(f"not put back: {label} ({why})" if why else f"not put back: {label}")
     return lines
+
+
+def _kept_while(scope: str) -> str:
+    if scope == COLLECTION:
+        return "put back after the import, set again for this module's tests"
+    return f"kept while {scope} is in use, put back after it"
 
 
 def group_key(leak: Leak) -> tuple[str, str, str, str]:
@@ -221,21 +238,21 @@ def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
 
 
 def github_annotations(
-    leaks: Iterable[Leak], mode: str, not_reproducible: Iterable[dict[str, Any]] = ()
+    leaks: Iterable[Leak], mode: str, not_reproducible: Iterable[RepeatOutcome] = ()
 ) -> list[str]:
     """GitHub Actions workflow commands pointing at each leak's origin and at each
     non-reproducible test's file."""
     level = "error" if mode == "fail" else "warning"
     lines = []
     for leak in leaks:
-        text = " ".join(render_change(leak, stack=False)[0].split())
+        text = _flat(leak)
         origin = leak.change.origin
         where_ = f" file={_escape_property(origin.file)},line={origin.line}," if origin else " "
         title = _escape_property(f"rngguard: {leak.change.label} {leak.change.kind}")
         lines.append(f"::{level}{where_}title={title}::{_escape_data(f'{leak.nodeid}: {text}')}")
     for problem in not_reproducible:
-        path = problem["nodeid"].partition("::")[0]
-        text = f"{problem['nodeid']} is not reproducible: {problem['detail']}"
+        path = problem.nodeid.partition("::")[0]
+        text = not_reproducible_text(problem)
         lines.append(
             f"::error file={_escape_property(path)},title=rngguard%3A not reproducible"
             f"::{_escape_data(text)}"
@@ -249,3 +266,158 @@ def _escape_data(text: str) -> str:
 
 def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _flat(leak: Leak) -> str:
+    """A leak's first line, its runs of white space as one space."""
+    return " ".join(render_change(leak, stack=False)[0].split())
+
+
+def one_line(leak: Leak) -> str:
+    """A leak in one line (a JUnit XML property's value)."""
+    return f"{leak.phase}: {_flat(leak)}"
+
+
+def not_reproducible_text(outcome: RepeatOutcome) -> str:
+    """Why a test is not reproducible (its failure, its annotation)."""
+    return f"{outcome.nodeid} is not reproducible: {outcome.detail}"
+
+
+def trace_off_text(why: str) -> str:
+    """The warning of a session whose ``--rngguard-trace`` cannot run."""
+    return (
+        f"rngguard: --rngguard-trace is off: {why}; origins that only the tracer finds are "
+        f"not reported"
+    )
+
+
+def write_error_text(what: str, why: str) -> str:
+    """The terminal's line about a file the session could not write."""
+    return f"rngguard: error: {what} {why}"
+
+
+def fail_report(report: pytest.TestReport, text: str, title: str) -> None:
+    """Fail a passed report with ``text``; a failed or skipped one keeps its own outcome and
+    shows ``text`` in a section of its own."""
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = text
+    else:
+        report.sections.append((title, text))
+
+
+def header(settings: Settings, sources: Sequence[str]) -> str:
+    return (
+        f"rngguard: mode={settings.mode} strict={'yes' if settings.strict else 'no'} "
+        f"seed={settings.seed} sources={','.join(sources) or 'none'}"
+    )
+
+
+def rerun_text(
+    nodeid: str,
+    seed: int,
+    *,
+    base_seed: int,
+    runs: int,
+    fingerprints: str | None,
+    load_explicitly: bool,
+    rootdir: str,
+) -> str:
+    """A failing deterministic test's seed, and the command that re-runs it with it."""
+    args = [sys.executable, "-m", "pytest", nodeid, f"--rngguard-seed={base_seed}"]
+    if runs > 1:  # a repeat-gate failure shows up again only when repeated
+        args.append(f"--rngguard-repeat={runs}")
+    if fingerprints:
+        args.append(f"--rngguard-fingerprints={fingerprints}")
+    if load_explicitly:
+        args[3:3] = ["-p", "rngguard"]
+    return (
+        f"deterministic seed: {seed}\n"
+        f"re-run just this test with it (from {rootdir}):\n"
+        f"  {shlex.join(args)}"
+    )
+
+
+def summary_lines(
+    results: Results,
+    settings: Settings,
+    stored: dict[str, Any] | None,
+    *,
+    verbose: bool,
+) -> list[str]:
+    """The lines of the terminal summary's rngguard section (none: no section)."""
+    lines = []
+    leaks = results.all_leaks
+    if leaks:
+        tests = len({leak.nodeid for leak in leaks})
+        lines.append(
+            f"{len(leaks)} leak{'s' if len(leaks) != 1 else ''} of global random state in "
+            f"{tests} test{'s' if tests != 1 else ''} or module{'s' if tests != 1 else ''}:"
+        )
+        lines.extend(render_summary(leaks, verbose))
+    for problem in results.not_reproducible:
+        lines.append(f"not reproducible: {problem.nodeid}: {problem.detail}")
+    if settings.mode == "fail" and results.collection_leaks:
+        # No test failed for them: say why the run fails under its green count.
+        modules = sorted({leak.nodeid for leak in results.collection_leaks})
+        lines.append(
+            f"error: --rngguard=fail: the import of {', '.join(modules)} changed global "
+            f"random state, so the session fails"
+        )
+    lines.extend(_fingerprint_lines(results, settings, stored))
+    if results.compared and hash_randomised():
+        lines.append(
+            "note: this interpreter's str hashes are randomised, which deterministic tests "
+            "cannot change at run time: set and dict-of-str iteration order can differ "
+            "between runs. Run pytest with PYTHONHASHSEED=0 in the environment to fix it."
+        )
+    return lines
+
+
+def _fingerprint_lines(
+    results: Results, settings: Settings, stored: dict[str, Any] | None
+) -> list[str]:
+    lines = []
+    if stored is not None:
+        from .reproducibility import version_note
+
+        note = version_note(stored)
+        if note:
+            lines.append(f"fingerprints: {note}")
+        missing = sorted(set(results.fingerprints) - set(stored["tests"]))
+        if missing:
+            lines.append(
+                f"fingerprints: {len(missing)} deterministic test(s) are not in "
+                f"{settings.fingerprints}; add them with --rngguard-fingerprints-update"
+            )
+    elif (
+        settings.fingerprints
+        and results.fingerprints
+        and "the fingerprints" not in results.write_errors
+    ):
+        lines.append(f"fingerprints: wrote {len(results.fingerprints)} to {settings.fingerprints}")
+    return lines
+
+
+def hash_randomised() -> bool:
+    """Whether this interpreter's str hashes differ from run to run.  ``sys.flags`` says 1
+    for any PYTHONHASHSEED other than 0, a fixed seed included: the variable tells."""
+    if not sys.flags.hash_randomization:
+        return False
+    value = os.environ.get("PYTHONHASHSEED", "random")
+    return value == "random" or not value.isdigit()
+
+
+def json_report(results: Results, settings: Settings, sources: Sequence[str]) -> dict[str, Any]:
+    """The JSON report (``--rngguard-report``), version ``REPORT_VERSION``."""
+    return {
+        "version": REPORT_VERSION,
+        "plugin_version": __version__,
+        "mode": settings.mode,
+        "strict": settings.strict,
+        "seed": settings.seed,
+        "sources": list(sources),
+        "tests": results.tests,
+        "leaks": [leak.report_json() for leak in results.all_leaks],
+        "not_reproducible": [outcome.to_json() for outcome in results.not_reproducible],
+    }

@@ -40,6 +40,11 @@ DETERMINISM_VARIABLES = (
 )
 
 
+def legacy_numpy_state() -> Any:
+    """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
+    return np.random.get_state()
+
+
 @contextlib.contextmanager
 def environment(**values: str | None) -> Iterator[None]:
     """Set (or unset, with None) variables for the block and put them back in the same phase,
@@ -103,7 +108,7 @@ def draws() -> tuple[Any, ...]:
 
 def global_states() -> tuple[Any, ...]:
     """The state of every library's global generator (torch's too, where it is installed)."""
-    numpy_state = np.random.get_state()
+    numpy_state = legacy_numpy_state()
     states = (
         random.getstate(),
         numpy_state[0],

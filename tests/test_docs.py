@@ -297,6 +297,7 @@ def run_session(
     # Several sections often show parts of one run's output: run it once per process, unless
     # a later command reads the files the run writes.
     cacheable = all(command.argv[0] == "pytest" for command in example.commands)
+    output: str | None
     for command in example.commands:
         where = f"{example.id}: $ {shlex.join(command.argv)}"
         if command.argv[0] == "cat":

@@ -44,8 +44,10 @@ SUITE = (
 #: What the build adds to the sources.
 GENERATED = re.compile(r"^(PKG-INFO|setup\.cfg|pytest_rngguard\.egg-info/.*)$")
 #: Build outputs and caches a working tree may hold, never sources.
-NOT_SOURCES = (".git", ".venv", ".ci-venv", ".tox", "*.egg-info", "__pycache__", "dist", "build")
-NOT_SOURCES += (".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache", "_out", "_build")
+NOT_SOURCES: tuple[str, ...] = (
+    *(".git", ".venv", ".ci-venv", ".tox", "*.egg-info", "__pycache__", "dist", "build"),
+    *(".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache", "_out", "_build"),
+)
 
 
 def setuptools_version() -> tuple[int, ...]:
@@ -113,9 +115,11 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def unpacked(sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("unpacked")
     # The "data" filter where this Python has it (3.10.12 and later): members stay inside.
-    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(sdist) as archive:
-        archive.extractall(folder, **safe)
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(folder, filter="data")
+        else:  # pragma: no cover - older 3.10 patch releases
+            archive.extractall(folder)
     (top,) = folder.iterdir()
     return top
 

@@ -606,14 +606,15 @@ def test_keeps_nothing_of_a_finished_test(pytester: pytest.Pytester) -> None:
         """
         import gc
 
-        from pytest_rngguard.plugin import ItemRun, guard_key
+        from pytest_rngguard.plugin import guard_key
+        from pytest_rngguard.session import ItemRun
 
         def pytest_sessionfinish(session):
             guard = session.config.stash[guard_key]
             names = {item.nodeid for item in session.items}
             alive = [o.nodeid for o in gc.get_objects()
                      if type(o) is ItemRun and o.nodeid in names]
-            held = (guard.current, guard.earlier)
+            held = (guard.current, guard.gate.earlier)
             print(f"kept: {alive} {held}")
         """
     )
@@ -643,7 +644,7 @@ def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
     pytester: pytest.Pytester,
 ) -> None:
     # No check runs around it (it runs no user code); a real fixture is still checked.
-    from pytest_rngguard.plugin import _stand_in_function
+    from pytest_rngguard.compat import stand_in_fixture_function
 
     items = pytester.getitems(
         """
@@ -659,7 +660,7 @@ def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
         """
     )
     definitions = items[0]._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
-    stand_in = _stand_in_function()
+    stand_in = stand_in_fixture_function()
     assert stand_in is not None
     assert definitions["i"][-1].func is stand_in
     assert definitions["indirect"][-1].func is not stand_in

@@ -168,6 +168,7 @@ def test_junit_xml_has_a_rngguard_leak_property_on_the_leaking_test(
     ]
     [(name, value)] = properties["test_fixture_leaks"]
     assert name == "rngguard_leak"
+    assert value is not None
     assert value.startswith("setup: random reseeded during setup (fixture 'seeded')")
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 
 def _load() -> ModuleType:
-    name = "rngguard_bench_realworld"  # the name tests/realworld/conftest.py loads it under
+    name = "rngguard_bench_realworld"  # the name tests/real_suites/conftest.py loads it under
     if name not in sys.modules:
         path = Path(__file__).parent.parent / "bench" / "realworld.py"
         spec = importlib.util.spec_from_file_location(name, path)

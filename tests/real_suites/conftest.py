@@ -13,17 +13,19 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from realworld import SuiteResult  # bench/realworld.py, as mypy names it
 
 HERE = Path(__file__).parent
 
 
 def _load_bench() -> ModuleType:
     """``bench/realworld.py``, by path: ``bench`` on ``sys.path`` would put its other
-    modules (``run``, ``suites``) before everything else in this session, and this test
-    package is itself named ``realworld``."""
+    modules (``run``, ``suites``) before everything else in this session."""
     name = "rngguard_bench_realworld"
     if name in sys.modules:
         return sys.modules[name]
@@ -37,7 +39,7 @@ def _load_bench() -> ModuleType:
 
 
 realworld = _load_bench()
-results_key = pytest.StashKey[list[realworld.SuiteResult]]()
+results_key = pytest.StashKey[list["SuiteResult"]]()
 MODE = os.environ.get(realworld.MODE_ENV, "")
 
 
