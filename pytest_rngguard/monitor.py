@@ -301,10 +301,12 @@ class Monitor:
         back its test's start past pytest-randomly's reseeds): that call and whatever came
         after it never escaped.  A seeding call seen since explains the state itself."""
         for name, marks in self._marks.items():
-            now = current.get(name)
+            now, last = current.get(name), self.baseline.get(name)
             source = self.sources.by_name.get(name)
-            if now is None or source is None:
+            if now is None or last is None or source is None:
                 continue
+            if self.sources.equal(source, last, now):
+                continue  # nothing happened since the ignored module's last call
             if any(e.source == name and e.kind == RESEEDED for e in self._events):
                 continue
             for index, (state, pending) in enumerate(marks):
@@ -366,8 +368,9 @@ class Monitor:
         """The call that explains the final state ``after``: the last one, unless it only put
         back a state the stretch had earlier (``torch.random.fork_rng``'s exit,
         ``isolated()``, a saved state set again), in which case whatever made that state
-        explains it.  None when that is the state the stretch started from, or no call
-        explains ``after``."""
+        explains it.  A seeding call explains its state itself, also where an earlier one
+        made the same (vLLM's worker seeds twice with one seed).  None when that is the
+        state the stretch started from, or no call explains ``after``."""
         equal = self.sources.equal
         index = len(calls) - 1
         while index >= 0:
@@ -376,6 +379,8 @@ class Monitor:
                 return call  # seen by the tracer only: the best there is
             if before is not None and equal(source, call.after, before):
                 return None
+            if call.kind == RESEEDED:
+                return call if self._explains(source, call, after) else None
             for earlier in range(index):
                 other = calls[earlier]
                 if other.after is not None and equal(source, other.after, call.after):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import add_options
+from .settings import Settings, add_options
 
 if TYPE_CHECKING:
     from .markers import Marks
@@ -69,11 +69,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     guard = _guard(config)
-    if guard is None:
+    if guard is None or not _header_informs(config, guard):
         return None
     from .report import header
 
-    return header(guard.settings, guard.role.sources)
+    return header(guard.settings, guard.role.watched, guard.role.later)
+
+
+def _header_informs(config: pytest.Config, guard: Guard) -> bool:
+    """Whether the settings line tells more than that the plugin is installed: with -v, or
+    a setting other than the defaults.  Other plugins' pytester-based suites check their
+    inner sessions' output by line position, and an autoloaded plugin must not shift it.
+    A session that found leaks shows the line at the top of the plugin's summary instead."""
+    return config.option.verbose > 0 or guard.settings != Settings()
 
 
 def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
@@ -299,13 +307,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     lines = summary_lines(results, guard.settings, guard.gate.stored, verbose=verbose)
     if lines:
         terminalreporter.write_sep("=", "rngguard")
+        if not _header_informs(config, guard):
+            from .report import header
+
+            lines.insert(0, header(guard.settings, guard.role.watched, guard.role.later))
         for line in lines:
             terminalreporter.write_line(line)
     for what, why in results.write_errors.items():
         terminalreporter.write_line(write_error_text(what, why), red=True, bold=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        mode = guard.settings.mode
-        for line in github_annotations(results.all_leaks, mode, results.not_reproducible):
+        for line in github_annotations(
+            results.all_leaks,
+            guard.settings.mode,
+            results.not_reproducible,
+            rootdir=guard.role.rootdir,
+            workspace=os.environ.get("GITHUB_WORKSPACE"),
+        ):
             terminalreporter.write_line(line)
 
 
