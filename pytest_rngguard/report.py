@@ -266,32 +266,35 @@ def warning_text(nodeid: str, leaks: Sequence[Leak], settings: Settings) -> str:
 
 
 def what_to_do(nodeid: str, leaks: Sequence[Leak]) -> list[str]:
-    """The ways out of these leaks, each spelled as the user would write it."""
+    """The ways out of these leaks, each spelled as the user would write it: three lines,
+    since every leaking test's warning ends with them."""
     sources = list(dict.fromkeys(leak.change.source for leak in leaks))
-    ways = []
+    fixes = []
     local = [LOCAL_GENERATORS[name] for name in sources if name in LOCAL_GENERATORS]
     if local:
-        ways.append(f"draw from a generator of your own: {', '.join(local)}")
+        fixes.append(f"draw from a generator of your own ({', '.join(local)})")
     if "env" in sources:
-        ways.append("set variables with pytest's monkeypatch.setenv, which puts them back")
-    ways.append("wrap the call in pytest_rngguard.isolated(), which puts everything back")
+        fixes.append("set variables with monkeypatch.setenv")
+    fixes.append("wrap the call in pytest_rngguard.isolated()")
     marker = f"pytest.mark.allow_rng_leak({', '.join(_quoted(name) for name in sources)})"
     if all(leak.phase == "collection" for leak in leaks):
-        ways.append(f"excuse the module: pytestmark = {marker}")
+        excuses = [f"pytestmark = {marker} in the module"]
     else:
-        ways.append(f"excuse the test: @{marker}")
-    patterns = ignore_patterns(nodeid, leaks)
-    if patterns:
-        names = " and ".join(name for name, _ in patterns)
-        if len(patterns) == 1:
-            setting = f"rngguard_ignore = {patterns[0][1]}"
-        else:
-            setting = f"{' and '.join(p for _, p in patterns)} under rngguard_ignore, one a line,"
-        ways.append(f"excuse every call from {names}: {setting} in the ini file")
-    lines = ["what to do:", f"  {ways[0]}"]
-    lines.extend(f"  or {way}" for way in ways[1:])
-    lines.append(f"  see {WHAT_TO_DO_URL}")
-    return lines
+        excuses = [f"@{marker} on the test"]
+    patterns = [pattern for _, pattern in ignore_patterns(nodeid, leaks)]
+    if len(patterns) == 1:
+        excuses.append(f"rngguard_ignore = {patterns[0]} in the ini file")
+    elif patterns:
+        excuses.append(f"{' and '.join(patterns)} under rngguard_ignore, one a line")
+    return [
+        f"what to do: {_either(fixes)};",
+        f"  or excuse it: {', or '.join(excuses)}",
+        f"  see {WHAT_TO_DO_URL}",
+    ]
+
+
+def _either(ways: Sequence[str]) -> str:
+    return ways[0] if len(ways) == 1 else f"{', '.join(ways[:-1])} or {ways[-1]}"
 
 
 def _quoted(name: str) -> str:
