@@ -400,7 +400,16 @@ def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
         for nodeid, group in rows:
             for i, line in enumerate(render_entry(group, stack=False)):
                 lines.append(f"{nodeid}: {line}" if i == 0 else f"  {line}")
-        return lines
+    else:
+        lines = _shared_lines(rows)
+    if lines:
+        lines.append(f"what to do about a leak: {WHAT_TO_DO_URL}")
+    return lines
+
+
+def _shared_lines(rows: Sequence[tuple[str, list[Leak]]]) -> list[str]:
+    """One line per change, its tests listed when several share its origin."""
+    lines = []
     shared: dict[tuple[str, str, str, str], list[tuple[str, list[Leak]]]] = {}
     for nodeid, group in rows:
         shared.setdefault(_summary_key(group), []).append((nodeid, group))
@@ -419,8 +428,6 @@ def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
             shown = tests[:3]
             more = f" and {len(tests) - len(shown)} more (-v lists all)" if len(tests) > 3 else ""
             lines.append(f"  {', '.join(shown)}{more}")
-    if lines:
-        lines.append(f"what to do about a leak: {WHAT_TO_DO_URL}")
     return lines
 
 
