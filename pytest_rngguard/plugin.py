@@ -77,11 +77,12 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def _header_informs(config: pytest.Config, guard: Guard) -> bool:
-    """Whether the settings line tells more than that the plugin is installed: with -v, or
-    a setting other than the defaults.  Other plugins' pytester-based suites check their
-    inner sessions' output by line position, and an autoloaded plugin must not shift it.
-    A session that found leaks shows the line at the top of the plugin's summary instead."""
-    return config.option.verbose > 0 or guard.settings != Settings()
+    """Whether the settings line tells more than that the plugin is installed: a setting
+    other than the defaults, or -vv.  Other plugins' pytester-based suites check their inner
+    sessions' output by line position, with -v too (pytest-randomly's), and an autoloaded
+    plugin must not shift it.  A session that found leaks shows the line at the top of the
+    plugin's summary instead."""
+    return config.option.verbose > 1 or guard.settings != Settings()
 
 
 def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:

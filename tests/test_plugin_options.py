@@ -43,7 +43,7 @@ def test_shows_mode_strictness_seed_and_sources_in_the_header(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
     pytester.makepyfile("def test_nothing(): pass")
-    run(pytester, "-v").stdout.fnmatch_lines(
+    run(pytester, "-vv").stdout.fnmatch_lines(
         ["rngguard: mode=warn strict=no seed=0 sources=random,numpy*"]
     )
     run(pytester, "--rngguard=fail", "--rngguard-strict", "--rngguard-seed=7").stdout.fnmatch_lines(
@@ -56,7 +56,9 @@ def test_the_header_line_is_left_out_where_it_would_only_repeat_the_defaults(
 ) -> None:
     # Other plugins' pytester-based suites read their inner sessions' output by line number.
     pytester.makepyfile("def test_nothing(): pass")
-    assert _same_but_plugins(run(pytester), run(pytester, "-p", "no:rngguard"))
+    for verbosity in ([], ["-v"]):
+        with_it, without = run(pytester, *verbosity), run(pytester, "-p", "no:rngguard", *verbosity)
+        assert _same_but_plugins(with_it, without)
     pytester.makeini("[pytest]\nrngguard_seed = 3\n")
     run(pytester).stdout.fnmatch_lines(["rngguard: mode=warn strict=no seed=3 sources=*"])
 
@@ -94,7 +96,7 @@ def test_the_header_names_the_sources_checked_once_their_library_is_imported(
     # and are checked then (test_plugin_leaks: a library first imported in a test).
     pytester.makepyfile("def test_nothing(): pass")
     later = ",".join(name for name in BUILTIN_NAMES if name not in ("random", "env"))
-    run(pytester, "-v", alone=True).stdout.fnmatch_lines(
+    run(pytester, "-vv", alone=True).stdout.fnmatch_lines(
         [f"rngguard: mode=warn strict=no seed=0 sources=random,env (and {later} once imported)"]
     )
 
