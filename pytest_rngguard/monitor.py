@@ -296,26 +296,32 @@ class Monitor:
         return changes
 
     def _drop_undone(self, current: dict[str, Any]) -> None:
-        """Forget what was undone by setting a source back to a state an ignored module's
-        call started from, whoever did it unseen (an inner pytest session's guard, putting
-        back its test's start past pytest-randomly's reseeds): that call and whatever came
-        after it never escaped.  A seeding call seen since explains the state itself."""
-        for name, marks in self._marks.items():
+        """Forget what was undone since the last look (see :meth:`_undone`)."""
+        for name in list(self._marks):
             now, last = current.get(name), self.baseline.get(name)
             source = self.sources.by_name.get(name)
             if now is None or last is None or source is None:
                 continue
-            if self.sources.equal(source, last, now):
-                continue  # nothing happened since the ignored module's last call
-            if any(e.source == name and e.kind == RESEEDED for e in self._events):
-                continue
-            for index, (state, pending) in enumerate(marks):
-                if self.sources.equal(source, state, now):
-                    self._undo_pending(name, pending)
-                    del marks[index:]
-                    self._events = [e for e in self._events if e.source != name]
-                    self.baseline[name] = now
-                    break
+            if not self.sources.equal(source, last, now):  # something happened since
+                self._undone(source, now)
+
+    def _undone(self, source: Source, now: Any) -> bool:
+        """Whether ``now`` is a state an ignored module's call started from, set again by
+        whoever, unseen (an inner pytest session's guard, putting back its test's start past
+        pytest-randomly's reseeds): that call and whatever came after it never escaped, and
+        are forgotten.  A seeding call seen since explains the state itself."""
+        name = source.name
+        marks = self._marks.get(name)
+        if not marks or any(e.source == name and e.kind == RESEEDED for e in self._events):
+            return False
+        for index, (state, pending) in enumerate(marks):
+            if self.sources.equal(source, state, now):
+                self._undo_pending(name, pending)
+                del marks[index:]
+                self._events = [e for e in self._events if e.source != name]
+                self.baseline[name] = now
+                return True
+        return False
 
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
         try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
@@ -473,7 +479,7 @@ class Monitor:
             before = self.baseline[name]
             self.ignored_from.setdefault(name, self.changed_from.get(name, before))
             if before is None or not sources.equal(source, start, before):
-                found = self._classify(source, before, start)
+                found = [] if self._undone(source, start) else self._classify(source, before, start)
                 if found:
                     self.changed_from.setdefault(name, before)
                     self._pending.extend(found)

@@ -572,8 +572,9 @@ NESTED_SESSION = """
 
     def test_runs_an_inner_session(pytester):
         pytester.makepyfile(test_inner="import random\\ndef test_leaks():\\n    random.seed(1)\\n")
-        result = pytester.runpytest_inprocess("-p", "randomly", "--randomly-seed=15")
-        result.assert_outcomes(passed=1, warnings=1)  # the inner guard's own report
+        for seed in (15, 16):  # the second starts from what the first put back, unseen
+            result = pytester.runpytest_inprocess("-p", "randomly", f"--randomly-seed={seed}")
+            result.assert_outcomes(passed=1, warnings=1)  # the inner guard's own report
         with open(os.environ["AFTER_INNER"], "w") as handle:
             json.dump(rng_observer.random_print(random.getstate()), handle)
 
@@ -596,10 +597,11 @@ def test_an_inner_session_with_pytest_randomly_and_its_own_guard_is_no_leak_of_t
     result, report = run_with_report(pytester, "-p", "rng_observer")
     result.assert_outcomes(passed=2)
     assert report["leaks"] == []
-    # What the inner session left is what pytest-randomly seeded it with for the session
-    # (its per-test reseeds and the inner test's own seed were put back by the inner guard)...
+    # What the inner sessions left is what pytest-randomly seeded the last with for the
+    # session (its per-test reseeds and the inner test's own seed were put back by the inner
+    # guard)...
     left = json.loads((pytester.path / "after_inner.json").read_text())
-    assert left == rng_observer.random_print(random.Random(15).getstate())
+    assert left == rng_observer.random_print(random.Random(16).getstate())
     # ...and the outer guard put back the outer test's start all the same.
     observed = rng_observer.read(pytester.path / "seen.jsonl")
     seen = {line["nodeid"]: line["seen"]["random"] for line in observed}
