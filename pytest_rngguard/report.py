@@ -304,9 +304,12 @@ def _quoted(name: str) -> str:
 def ignore_patterns(nodeid: str, leaks: Sequence[Leak]) -> list[tuple[str, str]]:
     """The ``rngguard_ignore`` patterns that excuse the calls these leaks came from, each
     with the package or module it names: a package's modules (``transformers.*``, which
-    ``transformers`` alone does not match), or a module of its own.  None for the test's
-    own file or a conftest, nor for a call seen without its module (read back from JSON)."""
+    ``transformers`` alone does not match), or one module where the package also holds the
+    test (``tests.helpers``, not ``tests.*``, which would excuse the tests' own calls).  None
+    for the test's own file or a conftest, nor for a call seen without its module (read
+    back from JSON)."""
     own = nodeid.partition("::")[0]
+    own_top = own.replace("\\", "/").split("/")[0].removesuffix(".py")
     patterns: list[tuple[str, str]] = []
     for leak in leaks:
         origin = leak.change.origin
@@ -316,7 +319,7 @@ def ignore_patterns(nodeid: str, leaks: Sequence[Leak]) -> list[tuple[str, str]]
         if module == "conftest" or module.endswith(".conftest"):
             continue
         top, dot, _ = module.partition(".")
-        patterns.append((top, f"{top}.*") if dot else (module, module))
+        patterns.append((top, f"{top}.*") if dot and top != own_top else (module, module))
     return list(dict.fromkeys(patterns))
 
 
