@@ -149,6 +149,7 @@ class Watcher:
         self._gate = gate
         self._lifecycle = lifecycle
         self._watch = watch
+        self._check = watch.check  # bound: it runs several times a test
         self._new_run = session.ItemRun
         self._put_seed = put_seed
         self._stand_in = stand_in_fixture_function()
@@ -198,7 +199,7 @@ class Watcher:
         entering = guard.scopes.entering(run.item)
         if entering:
             if guard.watching:
-                self._watch.check(guard, run)  # what ran since the last test, seen first
+                self._check(guard, run)  # what ran since the last test, seen first
             guard.scopes.enter(entering)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -209,7 +210,7 @@ class Watcher:
         run = guard.current
         if run is None or run.over or not guard.watching or fixturedef.func is self._stand_in:
             return (yield)
-        check = self._watch.check
+        check = self._check
         policy = guard.policy
         if policy.check_due():
             check(guard, run)
@@ -247,7 +248,7 @@ class Watcher:
             return
         run = guard.current
         if run is not None and not run.over and guard.watching:
-            self._watch.check(guard, run)
+            self._check(guard, run)
         guard.scopes.release(fixturedef)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -262,7 +263,7 @@ class Watcher:
         when = call.when
         if when == "setup":
             if guard.watching and guard.policy.check_due():
-                self._watch.check(guard, run)
+                self._check(guard, run)
             run.phase = "call"
         elif when == "call":
             self._call_ended(run)
@@ -288,7 +289,7 @@ class Watcher:
         guard = self.guard
         run.called = True
         if guard.watching:
-            self._watch.check(guard, run)
+            self._check(guard, run)
         # An earlier run is unlogged; a test run once without fingerprints compares nothing.
         if run.applied is not None and (guard.gate.unlogged or guard.gate.compares):
             self._watch.keep_end_states(guard, run)

@@ -448,7 +448,7 @@ def github_annotations(
     level = "error" if mode == "fail" else "warning"
     lines = []
     for leak in leaks:
-        text = _flat(leak)
+        text = one_line(leak, phase=False)
         origin = leak.change.origin
         where_ = " "
         if origin is not None:
@@ -490,14 +490,11 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _flat(leak: Leak) -> str:
-    """A leak's first line, its runs of white space as one space."""
-    return " ".join(render_change(leak, stack=False)[0].split())
-
-
-def one_line(leak: Leak) -> str:
-    """A leak in one line (a JUnit XML property's value)."""
-    return f"{leak.phase}: {_flat(leak)}"
+def one_line(leak: Leak, *, phase: bool = True) -> str:
+    """A leak in one line, its runs of white space as one space (a JUnit XML property's
+    value; without the phase, a GitHub annotation's)."""
+    text = " ".join(render_change(leak, stack=False)[0].split())
+    return f"{leak.phase}: {text}" if phase else text
 
 
 def not_reproducible_text(outcome: RepeatOutcome) -> str:
