@@ -46,6 +46,10 @@ class Event(NamedTuple):
     before: Any = None  # and right before it
 
 
+#: The differences of a ``whole_state`` source whose states differ (the kind aside).
+_WHOLE = (Difference(CHANGED),)
+
+
 def _details(detail: Detail) -> tuple[str, ...]:
     if detail is None:
         return ("",)
@@ -324,12 +328,18 @@ class Monitor:
         return False
 
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
-        try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
-            differences: Sequence[Difference] = source.classify(before, after)
-        except Exception:
-            differences = self.sources.classify(source, before, after)
         name = source.name
         events = [e for e in self._events if e.source == name] if self._events else []
+        differences: Sequence[Difference]
+        explained = None
+        if events and self._reseed_explains(source, events[-1], before, after):
+            # What ``classify`` would say, but for the kind, which is the call's.
+            explained, differences = events[-1], _WHOLE
+        else:
+            try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
+                differences = source.classify(before, after)
+            except Exception:
+                differences = self.sources.classify(source, before, after)
         if before is None and not differences and events:
             # Loaded during the stretch, without its import state seen, and set by a call we
             # saw: its state alone cannot tell (a seed followed by draws), the call can.
@@ -345,7 +355,11 @@ class Monitor:
             )
             kind, origin = difference.kind, None
             if calls:
-                explaining = self._explaining(source, calls, before, after)
+                explaining = (
+                    explained
+                    if explained is not None
+                    else self._explaining(source, calls, before, after)
+                )
                 if explaining is None:
                     origin = calls[-1].origin
                 else:
@@ -367,6 +381,23 @@ class Monitor:
                 )
             )
         return changes
+
+    def _reseed_explains(self, source: Source, last: Event, before: Any, after: Any) -> bool:
+        """Whether the stretch's last seeding call is what ``_explaining`` picks, a reseed
+        that explains ``after``, for a source whose states differ in one way only
+        (``whole_state``): the change is then that reseed whatever ``before`` was, and
+        classifying ``before`` against ``after`` (a search through thousands of twists when
+        a test seeds and then draws) cannot change it."""
+        return (
+            last.kind == RESEEDED
+            and last.detail is None
+            and last.after is not None
+            and before is not None
+            and after is not None
+            and getattr(source, "whole_state", False) is True
+            and not self.sources.equal(source, last.after, before)
+            and self._explains(source, last, after)
+        )
 
     def _explaining(
         self, source: Source, calls: list[Event], before: Any, after: Any

@@ -94,6 +94,12 @@ class Source(Protocol):
 # a source that became available during a test is put back to, and what its first change is
 # classified against.
 #
+# ``whole_state: bool`` -- True where the state is one thing (a Mersenne Twister): ``classify``
+# of two differing states, neither None, returns exactly one ``Difference`` with no detail and
+# no description, only its kind depending on the states.  The monitor then takes the kind
+# from a reseed that explains the change without classifying the states (which, after a
+# reseed and many draws, searches thousands of twists for nothing).
+#
 # ``origin_hint() -> Sequence[str] | None`` -- ``traceback.format_stack()`` text of the last
 # call that set the state, where the library keeps one (torch does for seeds it queues until
 # CUDA starts); used when no intercepted call explains a change.

@@ -146,6 +146,7 @@ class NumpySource(ModuleSource):
     name = "numpy"
     module = "numpy"
     import_module = "numpy.random"
+    whole_state = True  # one MT19937: see base.py
 
     def __init__(self) -> None:
         self._rand: Any = None

@@ -23,6 +23,7 @@ from .base import (
 class PythonRandomSource(ModuleSource):
     name = "random"
     module = "random"
+    whole_state = True  # one MT19937: see base.py
 
     def __init__(self) -> None:
         self._memory = mt.random_memory()

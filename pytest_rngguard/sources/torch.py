@@ -165,6 +165,7 @@ def _impl_address(generator: Any) -> int:
 class TorchSource(ModuleSource):
     name = "torch"
     module = "torch"
+    whole_state = True  # one MT19937: see base.py
 
     def __init__(self) -> None:
         self._generator: Any = None
