@@ -330,16 +330,7 @@ class Monitor:
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
         name = source.name
         events = [e for e in self._events if e.source == name] if self._events else []
-        differences: Sequence[Difference]
-        explained = None
-        if events and self._reseed_explains(source, events[-1], before, after):
-            # What ``classify`` would say, but for the kind, which is the call's.
-            explained, differences = events[-1], _WHOLE
-        else:
-            try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
-                differences = source.classify(before, after)
-            except Exception:
-                differences = self.sources.classify(source, before, after)
+        explained, differences = self._differences(source, events, before, after)
         if before is None and not differences and events:
             # Loaded during the stretch, without its import state seen, and set by a call we
             # saw: its state alone cannot tell (a seed followed by draws), the call can.
@@ -381,6 +372,19 @@ class Monitor:
                 )
             )
         return changes
+
+    def _differences(
+        self, source: Source, events: list[Event], before: Any, after: Any
+    ) -> tuple[Event | None, Sequence[Difference]]:
+        """How ``after`` differs from ``before``, and the reseed that explains it where that
+        is known without classifying them (see ``_reseed_explains``)."""
+        if events and self._reseed_explains(source, events[-1], before, after):
+            # What ``classify`` would say, but for the kind, which is the call's.
+            return events[-1], _WHOLE
+        try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
+            return None, source.classify(before, after)
+        except Exception:
+            return None, self.sources.classify(source, before, after)
 
     def _reseed_explains(self, source: Source, last: Event, before: Any, after: Any) -> bool:
         """Whether the stretch's last seeding call is what ``_explaining`` picks, a reseed

@@ -75,7 +75,8 @@ def changes_of(name: str, steps: list[tuple[str, int]], shortcut: bool, keep: bo
     """The changes one checkpoint reports after ``steps``, from the same start each time."""
     sources = SourceSet(build_sources(()))
     source = sources.get(name)
-    assert source is not None and getattr(source, "whole_state", False) is True
+    assert source is not None
+    assert getattr(source, "whole_state", False) is True
     if not shortcut:
         source.whole_state = False  # type: ignore[attr-defined]
     monitor = Monitor(
@@ -122,11 +123,10 @@ def test_a_reseed_that_explains_the_change_is_reported_as_classifying_would(
     with generators_kept():
         SEED[name](start)
         DRAW[name](ahead)
-        state = {"random": random.getstate(), "numpy": np.random.get_state()}
-        cpu = torch.get_rng_state()
+        python, legacy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
         fast = changes_of(name, steps, shortcut=True, keep=keep)
-        random.setstate(state["random"])
-        np.random.set_state(state["numpy"])
+        random.setstate(python)
+        np.random.set_state(legacy)
         torch.set_rng_state(cpu)
         slow = changes_of(name, steps, shortcut=False, keep=keep)
     assert fast == slow
