@@ -212,21 +212,26 @@ def _seed(applied: Applied, sources: SourceSet, source: Source, record: Record |
         del applied.states[source.name]  # it raised: put back and disabled
 
 
-def _record(sources: SourceSet, name: str, record: Record | None) -> None:
-    """Tell ``record`` the state of a source that the recipe sets without seeding it."""
+def _record(sources: SourceSet, name: str, record: Record | None) -> Any:
+    """Tell ``record`` the state of a source that the recipe sets without seeding it;
+    returns that state (None where not read)."""
     source = sources.get(name)
     if record is None or source is None:
-        return
+        return None
     state = sources.capture_now(source)
     if state is not None:
         record(name, state)
+    return state
 
 
 def _set_flags(applied: Applied, sources: SourceSet, record: Record | None) -> None:
     if not applied.recipe.torch_flags:
         return
-    _record(sources, "torch.flags", record)
-    applied.flags = now = current_flags()
+    state = _record(sources, "torch.flags", record)
+    # The source's state is the settings as a plain tuple, just read: not read twice.
+    fresh = isinstance(state, tuple) and len(state) == len(TorchFlags._fields)
+    now = TorchFlags(*state) if fresh else current_flags()
+    applied.flags = now
     _set_inductor(applied)
     set_flags(recipe_flags(now, applied.recipe.warn_only), now)
 

@@ -164,7 +164,8 @@ def set_flags(flags: TorchFlags, now: TorchFlags) -> None:
     wanted: tuple[Any, ...] = flags
     found: tuple[Any, ...] = now
     if legacy or wanted[PRECISIONS] != found[PRECISIONS]:
-        _set_nodes(c, wanted[PRECISIONS])
+        # Unless a legacy setter just wrote some of them, the nodes read as ``now`` says.
+        _set_nodes(c, wanted[PRECISIONS], None if legacy else found[PRECISIONS])
     if wanted[REDUCTIONS] != found[REDUCTIONS]:
         _set_reductions(c, wanted[REDUCTIONS])
     if flags.default_dtype is not None and flags.default_dtype != now.default_dtype:
@@ -186,12 +187,18 @@ def _set_determinism(torch: Any, flags: TorchFlags, now: TorchFlags) -> None:
         torch._C._set_cudnn_benchmark(flags.cudnn_benchmark)
 
 
-def _set_nodes(c: Any, wanted: tuple[str | None, ...]) -> None:
+def _set_nodes(
+    c: Any, wanted: tuple[str | None, ...], now: tuple[str | None, ...] | None = None
+) -> None:
     """Set the ``fp32_precision`` tree from the top.  A node whose parent gives the wanted
     value inherits it ("none"), as torch's own nodes do until someone sets them; a node below
-    one that was just set is read again (it may inherit)."""
+    one that was just set is read again (it may inherit).  ``now``: what the nodes read now,
+    where known (each read is a call into torch)."""
     get, put = c._get_fp32_precision_getter, c._set_fp32_precision_setter
-    values = [get(backend, op) for backend, op in NODES]
+    if now is not None and None not in now:
+        values = list(now)
+    else:
+        values = [get(backend, op) for backend, op in NODES]
     changed: set[int] = set()
     for index, ((backend, op), want) in enumerate(zip(NODES, wanted, strict=True)):
         if want is None:
