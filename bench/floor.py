@@ -17,6 +17,15 @@ show how much of the guard's cost is the shape of the job rather than its code:
   reseed, a replacement): the least a guard must do to tell a test that draws numbers from
   one that reseeds.
 
+* ``floor-warn`` (``--floor-checks --floor-classify --floor-warn``): as ``floor-classify``,
+  and a test whose checks found a change gets one warning of one line (through pytest's
+  ``item.warn``, shown in its warnings summary): the least ``--rngguard-strict`` must do on a
+  suite whose every test draws, where every test has leaks to tell;
+* ``floor-recipe`` (``--floor-checks --floor-recipe``, on the suite's marked variant): as
+  ``floor-checks``, and around every test the guard's own ``determinism.apply`` and ``undo``
+  of the test's recipe (its seed derived from the node id): the least the ``deterministic``
+  marker must do, with no monitor, ledger or report around it.
+
 Not part of the plugin and never installed; ``bench/run.py`` and ``bench/instructions.py``
 copy it next to the frozen package they measure.
 """
@@ -40,6 +49,8 @@ changed = 0  # checks that found a difference (read by nobody: it keeps the comp
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--floor-checks", action="store_true", help="bench: also check states")
     parser.addoption("--floor-classify", action="store_true", help="bench: and classify changes")
+    parser.addoption("--floor-warn", action="store_true", help="bench: and warn of them")
+    parser.addoption("--floor-recipe", action="store_true", help="bench: apply/undo the recipe")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,18 +62,26 @@ def pytest_configure(config: pytest.Config) -> None:
             _classify.update((s.name, s.classify) for s in _sources)
         from pytest_rngguard.compat import stand_in_fixture_function
 
-        config.pluginmanager.register(_Checks(stand_in_fixture_function()), "rngguard-floor-checks")
+        checks = _Checks(stand_in_fixture_function())
+        checks.warn = bool(config.getoption("floor_warn"))
+        if config.getoption("floor_recipe"):
+            from pytest_rngguard.sourceset import SourceSet
+
+            config.addinivalue_line("markers", "deterministic: bench floor")
+            checks.seeding = SourceSet(build_sources(()))
+        config.pluginmanager.register(checks, "rngguard-floor-checks")
     else:
         config.pluginmanager.register(_Hooks(), "rngguard-floor-hooks")
 
 
-def _check() -> None:
+def _check() -> bool:
     global _seen, _last, changed
     if len(sys.modules) != _seen:  # a library loaded since: its source is live now
         _seen = len(sys.modules)
         _captures[:] = [(s.name, s.capture) for s in _sources if s.available()]
     current = {name: capture() for name, capture in _captures}
-    if current != _last:
+    found = current != _last
+    if found:
         changed += 1
         if _classify:
             for name, after in current.items():
@@ -70,6 +89,7 @@ def _check() -> None:
                 if before is None or before != after:
                     _classify[name](before, after)
     _last = current
+    return found
 
 
 class _Hooks:
@@ -102,6 +122,22 @@ class _Hooks:
 class _Checks(_Hooks):
     def __init__(self, stand_in: Any) -> None:
         self._stand_in = stand_in  # parametrize's stand-in fixtures run no code: not checked
+        self.warn = False
+        self.seeding: Any = None  # the recipe's SourceSet, with --floor-recipe
+        self._changed = False
+        self._applied: Any = None
+
+    def _checked(self) -> None:
+        self._changed = _check() or self._changed
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._changed = False
+        if self.seeding is not None and item.get_closest_marker("deterministic") is not None:
+            from pytest_rngguard.determinism import Recipe, apply, derive_seed
+
+            self._applied = apply(Recipe(derive_seed(0, item.nodeid)), self.seeding)
+            _check()  # the recipe's own changes are not the test's
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_fixture_setup(
@@ -112,7 +148,7 @@ class _Checks(_Hooks):
         try:
             return (yield)
         finally:
-            _check()
+            self._checked()
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(
@@ -121,12 +157,20 @@ class _Checks(_Hooks):
         try:
             return (yield)
         finally:
-            _check()
+            self._checked()
+            if self._applied is not None:
+                from pytest_rngguard.determinism import undo
+
+                undo(self._applied, self.seeding)
+                self._applied = None
+                _check()
+            if self.warn and self._changed:
+                item.warn(UserWarning(f"{item.nodeid} changed global random state"))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         if call.when == "call":
-            _check()
+            self._checked()
         return (yield)

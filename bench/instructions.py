@@ -52,6 +52,8 @@ DEFAULT_CONFIGS = (
     "floor-hooks",
     "floor-checks",
     "floor-classify",
+    "floor-warn",
+    "floor-recipe",
 )
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
