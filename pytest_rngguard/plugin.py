@@ -302,9 +302,16 @@ class BaselineTracker:
         self.ran = baseline.ran
         self._shorten = PathShortener(rootdir)
 
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.passed and report.nodeid:
-            self.ran.collectors.add(report.nodeid)
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        # Not ``pytest_collectreport``: pytest does not call it for the module of a test
+        # named by its node id.
+        report = yield
+        if report.passed and collector.nodeid:
+            self.ran.collectors.add(collector.nodeid)
+        return report
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
