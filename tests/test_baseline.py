@@ -713,7 +713,8 @@ def one_entry(**fields: Any) -> bytes:
 
 
 def fixture_entry(**fields: Any) -> bytes:
-    return one_entry(test=None, fixture="model", scope="module", defined_for="", **fields)
+    given = {"test": None, "fixture": "model", "scope": "module", "defined_for": "", **fields}
+    return one_entry(**given)
 
 
 OWNERS = "give one of test, import, package, fixture"
