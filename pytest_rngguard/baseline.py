@@ -144,14 +144,17 @@ class Ran:
     longer happen.  A test counts when its setup, call and teardown all passed (a test that
     failed or was skipped may have stopped before its leak); an import when its collector was
     collected; a wider fixture when its setup finished; a package when one of its tests
-    counts."""
+    counts.  In a session stopped early (``-x``, ``--maxfail``, an interruption) the wider
+    scopes still set up are torn down after the last test, where nothing is checked: then no
+    wider scope counts."""
 
-    __slots__ = ("_bad", "_called", "collectors", "scopes", "tests")
+    __slots__ = ("_bad", "_called", "collectors", "scopes", "stopped", "tests")
 
     def __init__(self) -> None:
         self.tests: set[str] = set()
         self.collectors: set[str] = set()
         self.scopes: set[Owner] = set()
+        self.stopped = False
         self._called: set[str] = set()
         self._bad: set[str] = set()
 
@@ -180,6 +183,8 @@ class Ran:
             return name in self.tests
         if what == "import":
             return name in self.collectors
+        if self.stopped:
+            return False
         if what == "fixture":
             return owner in self.scopes
         prefix = f"{name}/" if name else ""

@@ -377,6 +377,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # an xdist worker: the controller reports
     settings, results = guard.settings, guard.results
     if guard.baseline is not None:
+        stopped = session.shouldfail or session.shouldstop
+        guard.baseline.ran.stopped = bool(stopped) or exitstatus == pytest.ExitCode.INTERRUPTED
         _judge(guard, guard.baseline)
     from .report import failing_collection_leaks
 

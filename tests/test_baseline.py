@@ -568,6 +568,78 @@ def test_a_test_that_did_not_pass_keeps_its_entries(
     assert json.loads((pytester.path / "baseline.json").read_text()) == before
 
 
+#: A module fixture that leaks in its setup and (otherwise) in its teardown, which pytest runs
+#: after the module's last test, or in the teardown of a test that stops the session.
+STOPPED = {
+    "conftest": """
+        import os
+        import random
+
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def model():
+            os.environ["PL_GLOBAL_SEED"] = "1"
+            yield
+            random.seed(2)
+
+        @pytest.fixture
+        def broken_teardown():
+            yield
+            raise RuntimeError("the database went away")
+        """,
+    "test_stops": """
+        def test_first(model):
+            pass
+
+        def test_second(model):
+            pass
+
+        def test_last(model):
+            pass
+        """,
+}
+#: How test_second stops the session: a failure in its teardown comes after pytest tore down
+#: what the next test does not need, so the module fixture is torn down at the session's end,
+#: where nothing is checked; so is every scope after an interruption.
+STOPS = {
+    "-x": ("test_second(model, broken_teardown):\n            pass", ["-x"]),
+    "--maxfail": ("test_second(model, broken_teardown):\n            pass", ["--maxfail=1"]),
+    "-x -n 2": ("test_second(model, broken_teardown):\n            pass", ["-x", "-n", "2"]),
+    "an interrupt": ("test_second(model):\n            raise KeyboardInterrupt", []),
+}
+
+
+@pytest.mark.parametrize(("second", "stop"), STOPS.values(), ids=list(STOPS))
+def test_a_session_stopped_early_neither_lists_nor_removes_a_wider_fixtures_entries(
+    pytester: pytest.Pytester, second: str, stop: list[str]
+) -> None:
+    if "-n" in stop:
+        require("xdist")
+    write(pytester, STOPPED)
+    before = record(pytester)
+    # Both of the fixture's changes are recorded under the fixture, none under a test.
+    assert [(entry.get("fixture"), entry["source"]) for entry in before["leaks"]] == [
+        ("model", "env"),
+        ("model", "random"),
+    ]
+    stopped = STOPPED["test_stops"].replace("test_second(model):\n            pass", second)
+    write(pytester, {**STOPPED, "test_stops": stopped})
+    args = ("--rngguard-baseline=baseline.json", "--rngguard-baseline-update", *stop)
+    if stop:
+        result, report = inner(pytester, *args)
+    else:  # pytester re-raises a KeyboardInterrupt of an in-process run
+        result, report = subprocess_run(pytester, "interrupted", *LEAN, *args)
+    assert result.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)
+    if "-n" not in stop:  # (a worker whose last test test_second was tears down there)
+        # The teardown's change was not looked for: it says nothing about whether it happens.
+        assert [(leak["source"], leak["known"]) for leak in report["leaks"]] == [("env", True)]
+    assert all(leak["known"] for leak in report["leaks"])
+    assert report["baseline"]["stale"] == []
+    assert json.loads((pytester.path / "baseline.json").read_text()) == before
+    result.stdout.no_fnmatch_line("*no longer happen*")
+
+
 # -- generated sessions, run for real ---------------------------------------------------------
 
 #: What a generated test may do, by the key it leaks under: a helper's name is the origin.
