@@ -18,13 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .origins import (
-    WRAPPER_CODES,
     ImportWatcher,
     Interceptor,
     Origin,
     Tracer,
     build_origin,
-    called_by_plugin,
     caller_frame,
     origin_from_traceback,
 )
@@ -156,8 +154,9 @@ class Monitor:
                 self.baseline[source_name] = self.sources.import_states[source_name]
         # The module that just ran is still marked as initialising: look again next time.
         self._modules_seen = -1
-        for listener in list(self.import_listeners):
-            listener(name)
+        with self.paused():  # the listeners are the plugin's own (a recipe seeding it)
+            for listener in list(self.import_listeners):
+                listener(name)
 
     def refresh(self) -> None:
         """Wrap the seeders of libraries loaded since the last look (cheap when none were)."""
@@ -232,8 +231,9 @@ class Monitor:
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """Let seeding calls through unseen: for the plugin's own, which need no origin and
-        would otherwise each walk the stack to find they came from the plugin."""
+        """Let seeding calls through unseen: the only way this monitor's own seeding and
+        restoring is told apart.  Another monitor's (an inner pytest session's, ``guard()``,
+        ``isolated()``) are calls like any other, made by the code that ran it."""
         active, self.active = self.active, False
         try:
             yield
@@ -257,6 +257,8 @@ class Monitor:
                 self._marks.clear()
             self.last_from = {}
             return []
+        if self._marks:
+            self._drop_undone(current)
         changes = self._pending
         changed_from = self.last_from = self.changed_from
         self.changed_from = {}
@@ -292,6 +294,34 @@ class Monitor:
         if self._marks:
             self._marks.clear()
         return changes
+
+    def _drop_undone(self, current: dict[str, Any]) -> None:
+        """Forget what was undone since the last look (see :meth:`_undone`)."""
+        for name in list(self._marks):
+            now, last = current.get(name), self.baseline.get(name)
+            source = self.sources.by_name.get(name)
+            if now is None or last is None or source is None:
+                continue
+            if not self.sources.equal(source, last, now):  # something happened since
+                self._undone(source, now)
+
+    def _undone(self, source: Source, now: Any) -> bool:
+        """Whether ``now`` is a state an ignored module's call started from, set again by
+        whoever, unseen (an inner pytest session's guard, putting back its test's start past
+        pytest-randomly's reseeds): that call and whatever came after it never escaped, and
+        are forgotten.  A seeding call seen since explains the state itself."""
+        name = source.name
+        marks = self._marks.get(name)
+        if not marks or any(e.source == name and e.kind == RESEEDED for e in self._events):
+            return False
+        for index, (state, pending) in enumerate(marks):
+            if self.sources.equal(source, state, now):
+                self._undo_pending(name, pending)
+                del marks[index:]
+                self._events = [e for e in self._events if e.source != name]
+                self.baseline[name] = now
+                return True
+        return False
 
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
         try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
@@ -344,8 +374,9 @@ class Monitor:
         """The call that explains the final state ``after``: the last one, unless it only put
         back a state the stretch had earlier (``torch.random.fork_rng``'s exit,
         ``isolated()``, a saved state set again), in which case whatever made that state
-        explains it.  None when that is the state the stretch started from, or no call
-        explains ``after``."""
+        explains it.  A seeding call explains its state itself, also where an earlier one
+        made the same (vLLM's worker seeds twice with one seed).  None when that is the
+        state the stretch started from, or no call explains ``after``."""
         equal = self.sources.equal
         index = len(calls) - 1
         while index >= 0:
@@ -354,6 +385,8 @@ class Monitor:
                 return call  # seen by the tracer only: the best there is
             if before is not None and equal(source, call.after, before):
                 return None
+            if call.kind == RESEEDED:
+                return call if self._explains(source, call, after) else None
             for earlier in range(index):
                 other = calls[earlier]
                 if other.after is not None and equal(source, other.after, call.after):
@@ -399,10 +432,7 @@ class Monitor:
         if not self.active:
             return original(*args, **kwargs)
         frame = sys._getframe(2)  # the wrapper's caller
-        library = library_of(source.module)
-        if called_by_plugin(frame, library, self._PASSING):
-            return original(*args, **kwargs)  # our own seeding and restoring
-        caller = caller_frame(frame, library, self._keep)
+        caller = caller_frame(frame, library_of(source.module), self._keep)
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
         if caller is not None and self._ignore(module):
             return self._ignored_call(original, args, kwargs, source, seeder, module)
@@ -449,7 +479,7 @@ class Monitor:
             before = self.baseline[name]
             self.ignored_from.setdefault(name, self.changed_from.get(name, before))
             if before is None or not sources.equal(source, start, before):
-                found = self._classify(source, before, start)
+                found = [] if self._undone(source, start) else self._classify(source, before, start)
                 if found:
                     self.changed_from.setdefault(name, before)
                     self._pending.extend(found)
@@ -460,7 +490,8 @@ class Monitor:
         )
         result = original(*args, **kwargs)
         if hold and start is not None:
-            sources.restore({name: start})
+            with self.paused():
+                sources.restore({name: start})
         now = sources.capture_one(source)
         marks = self._marks.setdefault(name, [])
         for index, (state, pending) in enumerate(marks if seeder.kind == REPLACED else ()):
@@ -480,6 +511,3 @@ class Monitor:
         self._pending = self._pending[:keep] + kept
         if not any(c.source == name for c in self._pending):
             self.changed_from.pop(name, None)
-
-    #: The interception's own code between a caller and a wrapped seeder (``called_by_plugin``).
-    _PASSING = WRAPPER_CODES | {_intercepted.__code__, _ignored_call.__code__}

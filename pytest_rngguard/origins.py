@@ -17,8 +17,8 @@ import functools
 import os
 import sys
 import sysconfig
-from collections.abc import Callable, Container, Iterable, Sequence
-from types import CodeType, FrameType
+from collections.abc import Callable, Iterable, Sequence
+from types import FrameType
 from typing import Any
 
 from .sources.base import Detail, Seeder, Source, library_of
@@ -145,23 +145,6 @@ def caller_frame(
             return frame
         frame = frame.f_back
     return None
-
-
-def called_by_plugin(frame: FrameType | None, library: str, passing: Container[CodeType]) -> bool:
-    """Whether the first frame outside ``library``, the standard library and the
-    interception's own code (``passing``: the wrappers' and the monitor's handlers' code, so
-    that an intercepted call made inside another one, ``torch.manual_seed`` seeding
-    ``torch.cuda``, passes through them), walking out from ``frame``, is this plugin's: its
-    own seeding and restoring, never a user's call."""
-    while frame is not None:
-        module = _module_of(frame)
-        if not (_in(module, library) or in_stdlib(frame.f_code.co_filename)):
-            if not _in(module, _OWN_PACKAGE):
-                return False
-            if frame.f_code not in passing:
-                return True
-        frame = frame.f_back
-    return False
 
 
 def build_origin(frame: FrameType, shorten: Callable[[str], str]) -> Origin:
@@ -303,13 +286,6 @@ class Interceptor:
 
     def wrapper_codes(self) -> frozenset[Any]:
         return frozenset(w.__code__ for _, _, _, w in self._installed if id(w) in self._wrappers)
-
-
-#: The code of the wrappers ``Interceptor._wrap`` makes (the functions defined in it): every
-#: wrapper runs one of them, whichever seeder it wraps.
-WRAPPER_CODES = frozenset(
-    const for const in Interceptor._wrap.__code__.co_consts if isinstance(const, CodeType)
-)
 
 
 class ImportWatcher:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import add_options
+from .settings import Settings, add_options
 
 if TYPE_CHECKING:
     from .baseline import Baseline
@@ -74,11 +74,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     guard = _guard(config)
-    if guard is None:
+    if guard is None or not _header_informs(config, guard):
         return None
     from .report import header
 
-    return header(guard.settings, guard.role.sources)
+    return header(guard.settings, guard.role.watched, guard.role.later)
+
+
+def _header_informs(config: pytest.Config, guard: Guard) -> bool:
+    """Whether the settings line tells more than that the plugin is installed: a setting
+    other than the defaults, or -vv.  Other plugins' pytester-based suites check their inner
+    sessions' output by line position, with -v too (pytest-randomly's), and an autoloaded
+    plugin must not shift it.  A session that found leaks shows the line at the top of the
+    plugin's summary instead."""
+    return config.option.verbose > 1 or guard.settings != Settings()
 
 
 def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
@@ -145,6 +154,7 @@ class Watcher:
         self._gate = gate
         self._lifecycle = lifecycle
         self._watch = watch
+        self._check = watch.check  # bound: it runs several times a test
         self._new_run = session.ItemRun
         self._put_seed = put_seed
         self._stand_in = stand_in_fixture_function()
@@ -194,7 +204,7 @@ class Watcher:
         entering = guard.scopes.entering(run.item)
         if entering:
             if guard.watching:
-                self._watch.check(guard, run)  # what ran since the last test, seen first
+                self._check(guard, run)  # what ran since the last test, seen first
             guard.scopes.enter(entering)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -205,7 +215,7 @@ class Watcher:
         run = guard.current
         if run is None or run.over or not guard.watching or fixturedef.func is self._stand_in:
             return (yield)
-        check = self._watch.check
+        check = self._check
         policy = guard.policy
         if policy.check_due():
             check(guard, run)
@@ -243,7 +253,7 @@ class Watcher:
             return
         run = guard.current
         if run is not None and not run.over and guard.watching:
-            self._watch.check(guard, run)
+            self._check(guard, run)
         guard.scopes.release(fixturedef)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -258,7 +268,7 @@ class Watcher:
         when = call.when
         if when == "setup":
             if guard.watching and guard.policy.check_due():
-                self._watch.check(guard, run)
+                self._check(guard, run)
             run.phase = "call"
         elif when == "call":
             self._call_ended(run)
@@ -284,7 +294,7 @@ class Watcher:
         guard = self.guard
         run.called = True
         if guard.watching:
-            self._watch.check(guard, run)
+            self._check(guard, run)
         # An earlier run is unlogged; a test run once without fingerprints compares nothing.
         if run.applied is not None and (guard.gate.unlogged or guard.gate.compares):
             self._watch.keep_end_states(guard, run)
@@ -342,6 +352,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     lines = summary_lines(results, guard.settings, guard.gate.stored, verbose=verbose)
     if lines:
         terminalreporter.write_sep("=", "rngguard")
+        if not _header_informs(config, guard):
+            from .report import header
+
+            lines.insert(0, header(guard.settings, guard.role.watched, guard.role.later))
         for line in lines:
             terminalreporter.write_line(line)
     for what, why in results.write_errors.items():
@@ -349,9 +363,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from .watch import told
 
-        mode = guard.settings.mode
-        leaks = told(guard, results.all_leaks)  # with a baseline, the new ones
-        for line in github_annotations(leaks, mode, results.not_reproducible):
+        for line in github_annotations(
+            told(guard, results.all_leaks),  # with a baseline, the new ones
+            guard.settings.mode,
+            results.not_reproducible,
+            rootdir=guard.role.rootdir,
+            workspace=os.environ.get("GITHUB_WORKSPACE"),
+        ):
             terminalreporter.write_line(line)
 
 

@@ -41,8 +41,12 @@ class Role(NamedTuple):
     controller: bool = False
     #: The directory the session runs from (the re-run command names it).
     rootdir: str = ""
-    #: The sources available and seedable at the start: the header's and the report's.
+    #: The sources available and seedable at the start: the JSON report's.
     sources: tuple[str, ...] = ()
+    #: Every source checked: those available at the start, then those checked once their
+    #: library is imported (the header's).
+    watched: tuple[str, ...] = ()
+    later: tuple[str, ...] = ()
 
 
 class Results:
@@ -243,10 +247,13 @@ def build(config: pytest.Config) -> Guard:
         seeding.errors = sources.errors  # a source that fails is shown like any other
         # The marker seeds the unchecked ones too, also when first imported in a test.
         monitor.watch({import_module_of(s) for s in every if s.name not in only})
+    available = monitor.available()
     role = Role(
         controller=is_controller(config),
         rootdir=str(config.rootpath),
-        sources=tuple(s.name for s in monitor.available() if s.seedable),
+        sources=tuple(s.name for s in available if s.seedable),
+        watched=tuple(s.name for s in available),
+        later=tuple(s.name for s in monitor.sources.sources if s not in available),
     )
     ledger = Ledger()
     return Guard(

@@ -181,7 +181,7 @@ def told(guard: Guard, leaks: list[Leak]) -> list[Leak]:
 
 def _tell(guard: Guard, item: pytest.Item, run: ItemRun) -> None:
     """A test's leaks, as a JUnit XML property each and, in warn mode, as its warning."""
-    from .report import one_line, render_test
+    from .report import one_line, warning_text
 
     leaks = told(guard, run.leaks)
     if not leaks:
@@ -189,7 +189,7 @@ def _tell(guard: Guard, item: pytest.Item, run: ItemRun) -> None:
     for leak in leaks:
         item.user_properties.append(("rngguard_leak", one_line(leak)))
     if guard.settings.mode == "warn":
-        item.warn(RNGLeakWarning(render_test(run.nodeid, leaks)))
+        item.warn(RNGLeakWarning(warning_text(run.nodeid, leaks, guard.settings)))
 
 
 def show_errors(node: pytest.Item | pytest.Collector, guard: Guard) -> None:
@@ -216,9 +216,10 @@ def report_leaks(guard: Guard, run: ItemRun, report: pytest.TestReport, when: st
     if guard.settings.mode == "fail":
         leaks = told(guard, _failing(run, when))
         if leaks:
-            from .report import fail_report, render_test
+            from .report import fail_report, warning_text
 
-            fail_report(report, render_test(run.nodeid, leaks), "rngguard leaks")
+            text = warning_text(run.nodeid, leaks, guard.settings)
+            fail_report(report, text, "rngguard leaks")
     if when != "teardown" or guard.gate.unlogged:
         return
     from .xdist import put_leaks
@@ -269,6 +270,7 @@ def collection_ends(guard: Guard, collector: pytest.Collector, leaks: list[Leak]
         guard.results.collection_leaks.extend(leaks)
         new = told(guard, leaks)
         if new and guard.settings.mode == "warn":
-            from .report import render_test
+            from .report import warning_text
 
-            collector.warn(RNGLeakWarning(render_test(collector.nodeid, new)))
+            text = warning_text(collector.nodeid, new, guard.settings)
+            collector.warn(RNGLeakWarning(text))

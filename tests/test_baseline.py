@@ -426,6 +426,23 @@ def test_a_new_leak_warns_and_fails_as_without_a_baseline(pytester: pytest.Pytes
     assert report["baseline"]["new"] == 2
 
 
+@pytest.mark.parametrize(("mode", "level"), [("warn", "warning"), ("fail", "error")])
+def test_on_github_actions_only_new_leaks_are_annotated(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str, level: str
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(pytester.path))
+    write(pytester, SUITE)
+    record(pytester)
+    pytester.makepyfile(test_new="import helpers\n\ndef test_new():\n    helpers.set_seed(2)\n")
+    result, _ = inner(pytester, "--rngguard-baseline=baseline.json", f"--rngguard={mode}")
+    annotations = [line for line in result.stdout.lines if line.startswith("::")]
+    assert [line.split("::")[1] for line in annotations] == [
+        f"{level} file=helpers.py,line=5,title=rngguard%3A random reseeded"
+    ]
+    assert "test_new.py::test_new" in annotations[0]
+
+
 def test_only_known_import_leaks_leave_a_fail_mode_session_passing(
     pytester: pytest.Pytester,
 ) -> None:

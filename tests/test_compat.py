@@ -4,19 +4,14 @@ here, and the public behaviour it falls back on where a release has moved it."""
 from __future__ import annotations
 
 import importlib.metadata
-import sys
 import textwrap
 import types
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from conftest import leak_rows, run, run_with_report
 
 from pytest_rngguard import compat
-from pytest_rngguard.origins import WRAPPER_CODES, Interceptor, called_by_plugin
-from pytest_rngguard.sources import RESEEDED, ModuleSource, Seeder
-from pytest_rngguard.sources.base import Detail, Source
 
 # -- pytest's own code -----------------------------------------------------------------------
 
@@ -239,76 +234,3 @@ def test_a_distributions_name_from_its_metadata_is_the_one_importlib_keeps() -> 
 def test_a_distribution_without_a_name_has_none() -> None:
     assert compat.distribution_name(types.SimpleNamespace(metadata={})) is None
     assert compat.distribution_name(types.SimpleNamespace()) is None
-
-
-# -- the interception's own frames -----------------------------------------------------------
-
-FAKE = "rngguard_compat_fake_library"
-
-
-class _FakeSource(ModuleSource):
-    name = "fake"
-    module = FAKE
-
-    def capture(self) -> Any:
-        return None
-
-    def restore(self, state: Any) -> None:
-        pass
-
-    def seed(self, seed: int) -> None:
-        pass
-
-    def classify(self, before: Any, after: Any) -> list[Any]:
-        return []
-
-    def seeders(self) -> Sequence[Seeder]:
-        return (Seeder(FAKE, "seed", RESEEDED), Seeder(FAKE, "tell", RESEEDED, _detail))
-
-
-def _detail(*args: Any, **kwargs: Any) -> Detail:
-    return "told"
-
-
-def _module(name: str, text: str) -> types.ModuleType:
-    module = types.ModuleType(name)
-    exec(textwrap.dedent(text), module.__dict__)  # its frames carry the module's name
-    return module
-
-
-def test_the_plugins_own_frames_are_told_by_their_code_not_by_their_name(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    library = _module(FAKE, "def seed(n):\n    return n\n\ndef tell(n):\n    return n\n")
-    monkeypatch.setitem(sys.modules, FAKE, library)
-    verdicts: list[bool] = []
-
-    def handler(
-        original: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        source: Source,
-        seeder: Seeder,
-        detail: Detail,
-    ) -> Any:
-        verdicts.append(called_by_plugin(sys._getframe(2), FAKE, WRAPPER_CODES))
-        return original(*args, **kwargs)
-
-    interceptor = Interceptor(handler)
-    interceptor.install([_FakeSource()])
-    try:
-        # Every wrapper runs one of the codes recognised, whichever seeder it wraps.
-        assert {library.seed.__code__, library.tell.__code__} == WRAPPER_CODES
-        # A function of the plugin's own package that is named like a wrapper is no
-        # wrapper: its seeding call is the plugin's own.
-        own = _module(
-            "pytest_rngguard._compat_probe",
-            f"import {FAKE}\n\ndef wrapper():\n    return {FAKE}.seed(1)\n",
-        )
-        own.wrapper()
-        # A user's call is never the plugin's, through either kind of wrapper.
-        library.seed(2)
-        library.tell(3)
-    finally:
-        interceptor.uninstall()
-    assert verdicts == [True, False, False]

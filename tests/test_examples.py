@@ -106,17 +106,41 @@ def leak_line(source: str, line: int) -> str:
     )
 
 
-def expected_leak_lines(with_torch: bool) -> list[list[str]]:
-    """The summary's leak lines, in order; each entry lists the lines accepted there."""
+#: The settings ``torch.set_float32_matmul_precision("highest")`` changes on a fresh torch
+#: (2.9 and later): what torch's own getters read before and after (tests/test_torch_settings).
+PRECISION_DETAILS = ("cuda.matmul.fp32_precision", "mkldnn.matmul.fp32_precision")
+
+
+def precision_line() -> int:
+    """The line of the worker's ``torch.set_float32_matmul_precision`` call."""
+    calls = {"torch.set_float32_matmul_precision": "precision"}
+    return calls_in(WORKER, "__init__", calls)["precision"]
+
+
+def expected_leak_lines(with_torch: bool) -> tuple[list[list[str]], int]:
+    """The summary's leak lines, in order, each entry the lines accepted there; and how many
+    leaks they stand for (one call that changes two settings is one line)."""
     lines = seeding_lines()
     expected = [[leak_line("random", lines["random"])], [leak_line("numpy", lines["numpy"])]]
+    count = 2
     if with_torch:
         expected.append([leak_line("torch", lines["torch"])])
+        count += 1
     if with_torch and torch_built_with_cuda():
         # torch.manual_seed queues a seed for CUDA; with a GPU, manual_seed_all seeds it too.
         queued = "torch.cuda[queued until CUDA initialises]"
         expected.append([leak_line(queued, lines[name]) for name in ("torch", "torch.cuda")])
-    return expected
+        count += 1
+    if with_torch:
+        flags = f"torch.flags[{', '.join(PRECISION_DETAILS)}]"
+        expected.append(
+            [
+                f"{LEAKING_TEST}: {flags} changed during call by "
+                f"vllm_like/worker.py:{precision_line()} in __init__"
+            ]
+        )
+        count += len(PRECISION_DETAILS)
+    return expected, count
 
 
 def readme_demo() -> tuple[int, list[str], list[str]]:
@@ -225,13 +249,14 @@ def leak_lines(output: str) -> list[str]:
     return [line for line in summary(output).splitlines() if line.startswith(LEAKING_TEST)]
 
 
-def assert_leaks(output: str, expected: list[list[str]]) -> None:
+def assert_leaks(output: str, expected: tuple[list[list[str]], int]) -> None:
+    accepted_lines, count = expected
     lines = leak_lines(output)
-    assert len(lines) == len(expected), output
-    for line, accepted in zip(lines, expected, strict=True):
+    assert len(lines) == len(accepted_lines), output
+    for line, accepted in zip(lines, accepted_lines, strict=True):
         assert line in accepted, output
-    count = f"{len(expected)} leaks of global random state in 1 test or module:"
-    assert count in summary(output).splitlines(), output
+    counted = f"{count} leaks of global random state in 1 test or module:"
+    assert counted in summary(output).splitlines(), output
 
 
 def assert_fails_only_the_planted_nondeterminism(run: subprocess.CompletedProcess[str]) -> None:
@@ -292,16 +317,18 @@ def test_the_example_reports_each_seeded_generator_and_the_next_test_starts_unse
     assert_leaks(run.stdout, expected_leak_lines(with_torch))
     warned = set(re.findall(r"(tests/test_llm\.py::\w+) changed global random state", run.stdout))
     assert warned == {LEAKING_TEST}, run.stdout  # not the worker process, not the marker
-    # Both of the worker's seeding calls: the first one's stack, the second one below it.
-    first, _ = worker_seeding_lines()
+    # Both of the worker's seeding calls: the last one's stack, then the first one, told
+    # apart from it by the worker's line that made it.
+    first, last = worker_seeding_lines()
     lines = seeding_lines()
     for source in ("random", "numpy", "torch") if with_torch else ("random", "numpy"):
         assert_shows(
             [
                 f"{source} reseeded during call at vllm_like/seeding.py:{lines[source]} in ...",
-                f"vllm_like/worker.py:{first} in init_device",
+                f"vllm_like/worker.py:{last} in compile_or_warm_up_model",
                 "earlier calls in the same phase:",
-                f"vllm_like/seeding.py:{lines[source]} in set_random_seed",
+                f"vllm_like/seeding.py:{lines[source]} in set_random_seed, "
+                f"from vllm_like/worker.py:{first} in init_device",
             ],
             run.stdout,
             f"the warning about {source}",
@@ -368,7 +395,9 @@ def kept_global_state() -> Iterator[None]:
     torch = sys.modules.get("torch")
     saved: list[Any] = [random.getstate(), numpy.random.get_state()]
     if torch is not None:
+        # The legacy precision first: setting it also sets the fp32_precision settings.
         saved += [torch.get_rng_state(), torch.get_float32_matmul_precision()]
+        saved += [node.fp32_precision for node in _matmul_precisions(torch)]
     try:
         with pytest.MonkeyPatch.context() as env:
             env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -379,6 +408,13 @@ def kept_global_state() -> Iterator[None]:
         if torch is not None:
             torch.set_rng_state(saved[2])
             torch.set_float32_matmul_precision(saved[3])
+            for node, value in zip(_matmul_precisions(torch), saved[4:], strict=True):
+                node.fp32_precision = value
+
+
+def _matmul_precisions(torch: Any) -> list[Any]:
+    """What ``torch.set_float32_matmul_precision`` sets besides the legacy precision."""
+    return [torch.backends.cuda.matmul, torch.backends.mkldnn.matmul]
 
 
 def worker_seed(seed: int, rank: int) -> int:
