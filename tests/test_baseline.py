@@ -876,6 +876,9 @@ def test_a_missing_file_is_a_usage_error_that_names_the_update_flag(
     pytester: pytest.Pytester,
 ) -> None:
     write(pytester, SUITE)
+    pytester.makepyfile(
+        test_mark="import pathlib\n\ndef test_runs():\n    pathlib.Path('ran').touch()\n"
+    )
     result = pytester.runpytest(*NO_RANDOMLY, "--rngguard-baseline=missing.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
@@ -884,6 +887,8 @@ def test_a_missing_file_is_a_usage_error_that_names_the_update_flag(
             "record the current leaks in it with --rngguard-baseline-update"
         ]
     )
+    assert not (pytester.path / "ran").exists()
+    assert not (pytester.path / "missing.json").exists()
     result = pytester.runpytest(
         *NO_RANDOMLY, "--rngguard-baseline=new/missing.json", "--rngguard-baseline-update"
     )
