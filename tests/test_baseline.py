@@ -443,13 +443,16 @@ def test_on_github_actions_only_new_leaks_are_annotated(
     assert "test_new.py::test_new" in annotations[0]
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "-n 2"])
 def test_only_known_import_leaks_leave_a_fail_mode_session_passing(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, xdist: list[str]
 ) -> None:
+    if xdist:
+        require("xdist")
     write(pytester, {"test_imports": "import random\nrandom.seed(1)\n\ndef test_ok():\n    pass\n"})
-    assert inner(pytester, "--rngguard=fail")[0].ret == pytest.ExitCode.TESTS_FAILED
+    assert inner(pytester, "--rngguard=fail", *xdist)[0].ret == pytest.ExitCode.TESTS_FAILED
     record(pytester)
-    result, _ = inner(pytester, "--rngguard=fail", "--rngguard-baseline=baseline.json")
+    result, _ = inner(pytester, "--rngguard=fail", "--rngguard-baseline=baseline.json", *xdist)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.no_fnmatch_line("error: --rngguard=fail*")
 
