@@ -167,17 +167,9 @@ def render_change(leak: Leak, *, stack: bool = True) -> list[str]:
 
 def render_entry(group: Sequence[Leak], *, stack: bool = True) -> list[str]:
     """The lines describing leaks that read as one change (see :func:`entries`)."""
-    first = group[0]
-    change = first.change
-    head = f"{_label(group)} {_times(group)} during {where(first)}"
-    values = list(dict.fromkeys((leak.change.detail, leak.change.description) for leak in group))
-    values = [(detail, text) for detail, text in values if text]
-    if len({text for _, text in values}) == 1:
-        head += f": {values[0][1]}"
-        values = []
+    change = group[0].change
+    head, values = _head(group)
     origin = change.origin
-    if origin is not None:
-        head += f" at {origin.location}"
     lines = [head]
     lines.extend(_listed([f"{d}: {text}" if d else text for d, text in values], "    "))
     if origin is not None and stack and len(origin.stack) > 1:
@@ -189,6 +181,21 @@ def render_entry(group: Sequence[Leak], *, stack: bool = True) -> list[str]:
     if origin is None and change.kind in (RESEEDED, REPLACED, CHANGED):
         lines.append(f"    ({TRACE_HINT})")
     return lines
+
+
+def _head(group: Sequence[Leak]) -> tuple[str, list[tuple[str, str]]]:
+    """An entry's first line, and the values it leaves to the lines below it."""
+    first = group[0]
+    head = f"{_label(group)} {_times(group)} during {where(first)}"
+    values = list(dict.fromkeys((leak.change.detail, leak.change.description) for leak in group))
+    values = [(detail, text) for detail, text in values if text]
+    if len({text for _, text in values}) == 1:
+        head += f": {values[0][1]}"
+        values = []
+    origin = first.change.origin
+    if origin is not None:
+        head += f" at {origin.location}"
+    return head, values
 
 
 def _label(group: Sequence[Leak]) -> str:
@@ -500,7 +507,7 @@ def _escape_property(text: str) -> str:
 def one_line(leak: Leak, *, phase: bool = True) -> str:
     """A leak in one line, its runs of white space as one space (a JUnit XML property's
     value; without the phase, a GitHub annotation's)."""
-    text = " ".join(render_change(leak, stack=False)[0].split())
+    text = " ".join(_head([leak])[0].split())  # render_change's first line alone
     return f"{leak.phase}: {text}" if phase else text
 
 
