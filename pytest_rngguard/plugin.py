@@ -274,11 +274,7 @@ def pytest_configure(config: pytest.Config) -> None:
         refused = monitor.start()
         if refused is not None:
             config.issue_config_time_warning(
-                pytest.PytestConfigWarning(
-                    f"rngguard: --rngguard-trace is off: {refused}; origins that only the "
-                    f"tracer finds are not reported"
-                ),
-                stacklevel=2,
+                pytest.PytestConfigWarning(f"rngguard: {refused}"), stacklevel=2
             )
         monitor.active = True
         config.add_cleanup(monitor.stop)
