@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any, NamedTuple
 
 from .origins import (
@@ -22,6 +23,7 @@ from .origins import (
     Interceptor,
     Origin,
     Tracer,
+    UserCode,
     build_origin,
     called_by_plugin,
     caller_frame,
@@ -37,7 +39,8 @@ HOLD_AGAINST = ("pytest_randomly", "pytest_randomly.*")
 
 
 class Event(NamedTuple):
-    """A seeding call seen while the monitor was active."""
+    """A seeding call seen while the monitor was active; or, with ``--rngguard-trace``, a
+    line of user code after which a source had changed."""
 
     source: str
     kind: str
@@ -45,6 +48,15 @@ class Event(NamedTuple):
     origin: Origin | None
     after: Any  # the source's state right after the call; None if unknown
     before: Any = None  # and right before it
+
+
+def _importing(source: Source) -> bool:
+    """Whether the library of ``source`` is still being imported."""
+    for name in (library_of(source.module), source.module, import_module_of(source)):
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        if getattr(spec, "_initializing", False):
+            return True
+    return False
 
 
 def _details(detail: Detail) -> tuple[str, ...]:
@@ -99,11 +111,32 @@ class Monitor:
         #: Told the name of each watched module whose import has just finished.
         self.import_listeners: list[Callable[[str], None]] = []
         self.interceptor = Interceptor(self._intercepted)
-        self._tracer = (
-            Tracer(lambda: tuple(self.sources.sources), self.interceptor, self._traced)
-            if trace
-            else None
-        )
+        self._trace_asked = trace
+        self._tracer: Tracer | None = None
+        #: With the line tracer: the lines after which a source was set (not only drawn
+        #: from) since the last checkpoint, with its states before and after...
+        self._lines: list[Event] = []
+        #: ... the first line after which each (source, detail) had drawn...
+        self._first_draws: dict[tuple[str, str], Event] = {}
+        #: ... and the sources' states at the last line checked (None: capture them afresh
+        #: at the next line), for the sources of ``_line_of``: those of ``_line_live`` (the
+        #: ``_live`` they were taken from) whose library is not still being imported...
+        self._line_ref: list[Any] | None = None
+        self._line_of: list[tuple[str, Callable[[], Any]]] = []
+        self._line_live: list[tuple[str, Callable[[], Any]]] = []
+        #: ... and those that are, to be looked at again at the next line.
+        self._line_pending: list[Source] = []
+        if trace:
+            from .linetrace import LineTracer
+
+            # The sources' own code too: a third-party source's capture is called from the
+            # plugin's checks, and never names an origin.
+            skipped = {library_of(s.module) for s in sources.sources}
+            skipped.update(type(s).__module__ for s in sources.sources)
+            lines = LineTracer(UserCode(skipped, ignore, keep), self._check_lines)
+            self._tracer = Tracer(
+                lambda: tuple(self.sources.sources), self.interceptor, self._traced, lines
+            )
         self._modules_seen = -1
         #: (name, capture) of the sources available at the last refresh: the hot path.
         self._live: list[tuple[str, Callable[[], Any]]] = []
@@ -118,11 +151,14 @@ class Monitor:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> str | None:
-        """Start watching; with tracing asked for but impossible here, why it is off."""
+        """Start watching; with tracing asked for but not all possible here, a sentence
+        saying what is off and why."""
         self.refresh()
         self._watcher.install()
-        refused = self._tracer.start() if self._tracer is not None else None
-        if refused is not None:
+        if self._tracer is None:
+            return None
+        refused = self._tracer.start()
+        if not self._tracer.running:
             self._tracer = None
         return refused
 
@@ -193,6 +229,7 @@ class Monitor:
     def restore(self, states: dict[str, Any], names: list[str] | None = None) -> Restored:
         """Put the named sources (all in ``states`` by default) back, confirming each; the
         baseline becomes what they read back as."""
+        self._line_ref = None
         restored = self.sources.restore(states, names)
         for name, state in restored.states.items():
             if name in self.baseline or state is not None:
@@ -212,6 +249,15 @@ class Monitor:
             self._marks.clear()
         self.changed_from = {}
         self.ignored_from = {}
+        if self._tracer is not None:
+            self._forget_lines()
+
+    def _forget_lines(self) -> None:
+        """The plugin has checked or set the sources: the next line checked starts afresh."""
+        self._lines.clear()
+        self._first_draws.clear()
+        self._line_ref = None
+        self._tracer.forget()  # type: ignore[union-attr]
 
     def reset(self) -> dict[str, Any]:
         """Start a new stretch from the current state, forgetting anything unattributed."""
@@ -238,6 +284,7 @@ class Monitor:
             yield
         finally:
             self.active = active
+            self._line_ref = None  # what it seeded is no line's doing
 
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the
@@ -255,6 +302,8 @@ class Monitor:
             if self._marks:
                 self._marks.clear()
             self.last_from = {}
+            if self._tracer is not None:
+                self._forget_lines()
             return []
         changes = self._pending
         changed_from = self.last_from = self.changed_from
@@ -290,6 +339,8 @@ class Monitor:
         self._events.clear()
         if self._marks:
             self._marks.clear()
+        if self._tracer is not None:
+            self._forget_lines()
         return changes
 
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
@@ -306,25 +357,37 @@ class Monitor:
             if last.kind != CHANGED:
                 differences = [Difference(last.kind, _details(last.detail)[0])]
         changes = []
+        tracer = self._tracer
+        if tracer is None:
+            traced = "none" if self._trace_asked else ""
+        else:
+            traced = "lines" if tracer.tracing_lines else "calls"
         for difference in differences:
             calls = (
                 [e for e in events if e.detail is None or difference.detail in _details(e.detail)]
                 if events
                 else events
             )
-            kind, origin = difference.kind, None
+            kind, origin, explained = difference.kind, None, False
             if calls:
                 explaining = self._explaining(source, calls, before, after)
                 if explaining is None:
                     origin = calls[-1].origin
                 else:
-                    origin = explaining.origin
+                    origin, explained = explaining.origin, True
                     if explaining.kind != CHANGED:
                         kind = explaining.kind
             if kind == ADVANCED and not self.keep_advanced:
                 continue
             if origin is None and not calls:
                 origin = self._hinted_origin(source)
+            if tracer is not None and not explained and (origin is None or calls):
+                # No seen call explains it: the line after which it changed does.
+                line = self._explaining_line(source, kind, difference.detail, after)
+                if line is not None:
+                    origin = line.origin
+                    if line.kind != CHANGED:
+                        kind = line.kind  # a seed followed by draws is a reseed
             changes.append(
                 Change(
                     name,
@@ -333,6 +396,7 @@ class Monitor:
                     difference.description,
                     origin,
                     tuple(e.origin for e in calls if e.origin is not None),
+                    traced,
                 )
             )
         return changes
@@ -372,6 +436,29 @@ class Monitor:
             return True
         kinds = {d.kind for d in self.sources.classify(source, event.after, after)}
         return kinds <= {ADVANCED} or (event.kind in (RESEEDED, REPLACED) and kinds == {REPLACED})
+
+    def _explaining_line(self, source: Source, kind: str, detail: str, after: Any) -> Event | None:
+        """The line that explains the final state ``after`` of ``source``'s ``detail``: for
+        draws, the first line that drew; else the last line that set it and after which
+        only draws followed, or the earlier line whose state that one put back."""
+        name = source.name
+        if kind == ADVANCED:
+            return self._first_draws.get((name, detail))
+        lines = [e for e in self._lines if e.source == name and e.detail == detail]
+        sources = self.sources
+        for index in range(len(lines) - 1, -1, -1):
+            line = lines[index]
+            differences = sources.classify(source, line.after, after)
+            since = {d.kind for d in differences if d.detail == detail}
+            if since and not (
+                since <= {ADVANCED} or (line.kind in (RESEEDED, REPLACED) and since == {REPLACED})
+            ):
+                continue  # set again since, by something no line explains
+            for earlier in lines[:index]:
+                if sources.equal(source, earlier.after, line.after):
+                    return earlier  # put back (``fork_rng``'s exit): the maker made it
+            return line
+        return None
 
     def _hinted_origin(self, source: Source) -> Origin | None:
         """The origin a source's library remembers for its last change, where it keeps one."""
@@ -419,6 +506,63 @@ class Monitor:
         )
         return result
 
+    def _check_lines(self, ran: tuple[FrameType, int] | None) -> None:
+        """At a line of user code (see :mod:`~pytest_rngguard.linetrace`): compare the
+        sources with the last line checked, and note ``ran``, the line that ran since, for
+        each one that changed.  Never raises: it runs inside the user's code."""
+        try:
+            pending = self._line_pending
+            if self._line_live is not self._live or (
+                pending and not all(map(_importing, pending))
+            ):
+                self._line_sources()
+            checked = self._line_of
+            states = [capture() for _, capture in checked]
+            ref = self._line_ref
+            self._line_ref = states
+            if ref is None or states == ref or ran is None or not self.active:
+                return
+            for (name, _), before, after in zip(checked, ref, states, strict=True):
+                if before is not after and before != after:
+                    self._line_changed(name, before, after, ran)
+        except Exception:
+            pass  # the checkpoint's careful capture finds the cause
+
+    def _line_sources(self) -> None:
+        """Which sources the line checks capture: the live ones whose library is imported
+        (one read while its import runs, from a line of code that import runs, can crash);
+        a source that became available since the last check starts from its import state."""
+        by_name = self.sources.by_name
+        live = self._line_live = self._live
+        ready = [(n, c) for n, c in live if n in by_name and not _importing(by_name[n])]
+        ready_names = {n for n, _ in ready}
+        self._line_pending = [by_name[n] for n, _ in live if n in by_name and n not in ready_names]
+        if self._line_ref is not None and ready != self._line_of:
+            known = dict(zip((n for n, _ in self._line_of), self._line_ref, strict=True))
+            imported = self.sources.import_states
+            self._line_ref = [known[n] if n in known else imported.get(n) for n, _ in ready]
+        self._line_of = ready
+
+    def _line_changed(self, name: str, before: Any, after: Any, ran: tuple[FrameType, int]) -> None:
+        source = self.sources.by_name.get(name)
+        if source is None:
+            return
+        differences = source.classify(before, after)
+        firsts = self._first_draws
+        if all(d.kind == ADVANCED and (name, d.detail) in firsts for d in differences):
+            return  # only draws, each named already: the common case in a loop
+        frame, line = ran
+        caller = caller_frame(frame, library_of(source.module), self._keep)
+        if caller is None or self._ignore(str(caller.f_globals.get("__name__", ""))):
+            return
+        origin = build_origin(caller, self._shorten, line if caller is frame else None)
+        for difference in differences:
+            detail = difference.detail
+            if difference.kind == ADVANCED:
+                firsts.setdefault((name, detail), Event(name, ADVANCED, detail, origin, after))
+            else:
+                self._lines.append(Event(name, difference.kind, detail, origin, after, before))
+
     def _traced(self, source: Source, kind: str, frame: Any) -> None:
         if not self.active:
             return
@@ -454,6 +598,8 @@ class Monitor:
                     self._pending.extend(found)
         if self._events:
             self._events = [e for e in self._events if e.source != name]
+        if self._tracer is not None:
+            self._ignored_lines(name)
         hold = name in self.held and any(
             module == p or (p.endswith(".*") and module.startswith(p[:-1])) for p in HOLD_AGAINST
         )
@@ -472,6 +618,14 @@ class Monitor:
         if now is not None:
             self.baseline[name] = now
         return result
+
+    def _ignored_lines(self, name: str) -> None:
+        """What lines did to ``name`` so far is settled (as the calls are); what the ignored
+        call does to it is no line's."""
+        self._lines = [e for e in self._lines if e.source != name]
+        for key in [k for k in self._first_draws if k[0] == name]:
+            del self._first_draws[key]
+        self._line_ref = None
 
     def _undo_pending(self, name: str, keep: int) -> None:
         """Drop the changes of ``name`` set aside after the first ``keep`` pending ones."""

@@ -14,6 +14,25 @@ from .sources import CHANGED, REPLACED, RESEEDED
 
 REPORT_VERSION = 1
 TRACE_HINT = "origin unknown: re-run with --rngguard-trace to find the call"
+#: The hint where ``--rngguard-trace`` watched every line and still names none.
+TRACED_HINT = (
+    "origin unknown: even --rngguard-trace found no line after which it changed: code that "
+    "no traced line called (another thread, a callback the test runner made) changed it"
+)
+#: The hints where ``--rngguard-trace`` could not trace lines, or not run at all (another
+#: tool held what it needs; a warning said so).
+UNTRACED_HINTS = {
+    "calls": "origin unknown: --rngguard-trace saw no call, and could not trace lines here "
+    "(another trace function was installed)",
+    "none": "origin unknown: --rngguard-trace could not run (see its warning)",
+}
+
+
+def hint(change: Change) -> str:
+    """What an unknown origin's line says: how to find it, or why even the tracer did not."""
+    if change.traced == "lines":
+        return TRACED_HINT
+    return UNTRACED_HINTS.get(change.traced, TRACE_HINT)
 
 
 #: Where a leak's change is kept until its scope ends (``Leak.scope``): the test's own,
@@ -54,6 +73,7 @@ class Leak:
             # Not in the JSON report (SPEC fixes its fields); carried for xdist and text.
             "description": self.change.description,
             "calls": [c.to_json() for c in self.change.calls],
+            "traced": self.change.traced,
             "scope": self.scope,
             "settled": self.putback.done is not None,
             "why": self.putback.why,
@@ -69,6 +89,7 @@ class Leak:
             data.get("description", ""),
             Origin.from_json(origin) if origin else None,
             tuple(Origin.from_json(c) for c in data.get("calls", ())),
+            data.get("traced", ""),
         )
         putback = Putback()
         if data.get("settled", True):
@@ -90,7 +111,7 @@ class Leak:
     def report_json(self) -> dict[str, Any]:
         """Exactly the fields of a leak in the JSON report."""
         data = self.to_json()
-        for field in ("description", "calls", "scope", "settled", "why"):
+        for field in ("description", "calls", "traced", "scope", "settled", "why"):
             del data[field]
         return data
 
@@ -120,7 +141,7 @@ def render_change(leak: Leak, *, stack: bool = True) -> list[str]:
         lines.append("    earlier calls in the same phase:")
         lines.extend(f"      {c.location}" for c in earlier)
     if origin is None and change.kind in (RESEEDED, REPLACED, CHANGED):
-        lines.append(f"    ({TRACE_HINT})")
+        lines.append(f"    ({hint(change)})")
     return lines
 
 
@@ -193,7 +214,7 @@ def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
         if location:
             by = f" by {location}"
         else:  # a draw has no seeding call to find: hint only where there is one
-            by = f" ({TRACE_HINT})" if kind in (RESEEDED, REPLACED, CHANGED) else ""
+            by = f" ({hint(members[0].change)})" if kind in (RESEEDED, REPLACED, CHANGED) else ""
         if len(tests) == 1:
             lines.append(f"{tests[0]}: {label} {kind} during {where(members[0])}{by}")
         else:

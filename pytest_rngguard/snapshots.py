@@ -23,6 +23,10 @@ class Change:
     origin: Origin | None = None
     #: Every state-setting call seen for this source in the same phase, in order.
     calls: tuple[Origin, ...] = ()
+    #: What ``--rngguard-trace`` watched when the change was found: "" (not asked for),
+    #: "none" (it could not run), "calls" (its line tracer could not) or "lines"; tells
+    #: which hint an unknown origin gets.
+    traced: str = dataclasses.field(default="", compare=False)
 
     def flagged(self, strict: bool) -> bool:
         return strict or self.kind != ADVANCED
