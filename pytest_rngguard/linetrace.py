@@ -38,6 +38,12 @@ _SUSPENDABLE = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENER
 _DECIDED_MAX = 100_000
 
 
+def _starting(frame: FrameType) -> bool:
+    """Whether a generator's or coroutine's frame is starting rather than resuming (before
+    3.12: no instruction run yet on 3.10, at the line of its ``def`` on 3.11)."""
+    return frame.f_lasti < 0 or frame.f_lineno == frame.f_code.co_firstlineno
+
+
 class LineTracer:
     """Calls ``check`` at every line of user code, in every thread, with what ran since the
     previous check (see the module's docstring)."""
@@ -174,7 +180,8 @@ class LineTracer:
                     worth = False
             if not worth:
                 return None
-            if code.co_flags & _SUSPENDABLE:  # resumed: what it runs now is its own line
+            if code.co_flags & _SUSPENDABLE and not _starting(frame):
+                # Resumed: what it runs now is the rest of the line it yielded on.
                 key = ident()
                 check(last.get(key))
                 last[key] = (frame, frame.f_lineno)

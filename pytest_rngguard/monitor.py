@@ -362,6 +362,7 @@ class Monitor:
             traced = "none" if self._trace_asked else ""
         else:
             traced = "lines" if tracer.tracing_lines else "calls"
+        lines_traced = traced == "lines"
         for difference in differences:
             calls = (
                 [e for e in events if e.detail is None or difference.detail in _details(e.detail)]
@@ -374,7 +375,10 @@ class Monitor:
                 if explaining is None:
                     origin = calls[-1].origin
                 else:
-                    origin, explained = explaining.origin, True
+                    # A call only the call tracer saw has no states to tell whether it
+                    # explains the end (``_explaining``): the lines, where traced, tell.
+                    origin = explaining.origin
+                    explained = explaining.after is not None or not lines_traced
                     if explaining.kind != CHANGED:
                         kind = explaining.kind
             if kind == ADVANCED and not self.keep_advanced:
