@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
@@ -36,6 +35,24 @@ Check = Callable[["tuple[FrameType, int] | None"], None]
 _SUSPENDABLE = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
 #: Code objects decided on before 3.12, at most: ``exec`` in a loop makes new ones forever.
 _DECIDED_MAX = 100_000
+
+
+def _returning(
+    last: dict[int, tuple[FrameType, int]],
+    key: int,
+    frame: FrameType,
+    traced: Callable[[FrameType], bool],
+) -> None:
+    """``frame`` returns (or yields): what runs next, until the next check, is the rest of
+    the current line of the nearest traced frame it returns into (untraced ones in between
+    return without a word)."""
+    back = frame.f_back
+    while back is not None and not traced(back):
+        back = back.f_back
+    if back is None:
+        last.pop(key, None)
+    else:
+        last[key] = (back, back.f_lineno or 0)
 
 
 def _starting(frame: FrameType) -> bool:
@@ -56,7 +73,8 @@ class LineTracer:
         #: 3.12+: the sys.monitoring tool id shared with the call tracer, and the code
         #: objects given local events (taken back at the end).
         self._tool: int | None = None
-        self._codes: weakref.WeakSet[CodeType] = weakref.WeakSet()
+        #: By id, the code objects given local events (held, so the ids stay theirs).
+        self._codes: dict[int, CodeType] = {}
         #: Before 3.12: the global trace function, and whether new threads get it too.
         self._trace: Callable[[FrameType, str, Any], Any] | None = None
         self._threads = False
@@ -86,12 +104,15 @@ class LineTracer:
         getframe, ident = sys._getframe, threading.get_ident
         set_local, disable = monitoring.set_local_events, monitoring.DISABLE
 
+        def traced(frame: FrameType) -> bool:
+            return id(frame.f_code) in codes
+
         def on_start(code: CodeType, offset: int) -> Any:
             # Once per code object: user code gets the line events, the rest nothing more.
             try:
                 if wanted(code, getframe(1)):
                     set_local(tool, code, local)
-                    codes.add(code)
+                    codes[id(code)] = code
             except Exception:
                 pass  # a callback that raised would break the code it runs in
             return disable
@@ -104,11 +125,7 @@ class LineTracer:
         def on_leave(code: CodeType, offset: int, value: object) -> None:
             key = ident()
             check(last.get(key))
-            back = getframe(1).f_back
-            if back is None:
-                last.pop(key, None)
-            else:
-                last[key] = (back, back.f_lineno or 0)
+            _returning(last, key, getframe(1), traced)
 
         def on_resume(code: CodeType, offset: int) -> None:
             key = ident()
@@ -133,12 +150,12 @@ class LineTracer:
             return
         monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         events = monitoring.events
-        for code in list(self._codes):
+        for code in self._codes.values():
             monitoring.set_local_events(self._tool, code, 0)
         for event in (events.PY_START, events.LINE, events.PY_RETURN, events.PY_YIELD):
             monitoring.register_callback(self._tool, event, None)
         monitoring.register_callback(self._tool, events.PY_RESUME, None)
-        self._codes = weakref.WeakSet()
+        self._codes = {}
         self._tool = None
         self._last.clear()
 
@@ -161,12 +178,11 @@ class LineTracer:
             elif event == "return":  # also a yield, and leaving by an exception
                 key = ident()
                 check(last.get(key))
-                back = frame.f_back
-                if back is None:
-                    last.pop(key, None)
-                else:
-                    last[key] = (back, back.f_lineno)
+                _returning(last, key, frame, traced)
             return local
+
+        def traced(frame: FrameType) -> bool:
+            return frame.f_trace is not None
 
         def trace(frame: FrameType, event: str, arg: object) -> Any:
             code = frame.f_code

@@ -126,6 +126,8 @@ class Monitor:
         self._line_live: list[tuple[str, Callable[[], Any]]] = []
         #: ... and those that are, to be looked at again at the next line.
         self._line_pending: list[Source] = []
+        #: Whether calls the call tracer saw wait for the next line's states (``_traced``).
+        self._awaiting = False
         if trace:
             from .linetrace import LineTracer
 
@@ -375,11 +377,12 @@ class Monitor:
                 if explaining is None:
                     origin = calls[-1].origin
                 else:
-                    # A call only the call tracer saw has no states to tell whether it
-                    # explains the end (``_explaining``): the lines, where traced, tell.
                     origin = explaining.origin
+                    # A call only the call tracer saw has no states to tell whether it
+                    # explains the end: where lines are traced, they tell (and the kind is
+                    # the states', as for a call nobody saw), else it is the best there is.
                     explained = explaining.after is not None or not lines_traced
-                    if explaining.kind != CHANGED:
+                    if explained and explaining.kind != CHANGED:
                         kind = explaining.kind
             if kind == ADVANCED and not self.keep_advanced:
                 continue
@@ -522,6 +525,8 @@ class Monitor:
                 self._line_sources()
             checked = self._line_of
             states = [capture() for _, capture in checked]
+            if self._awaiting:
+                self._after_traced_calls(checked, states)
             ref = self._line_ref
             self._line_ref = states
             if ref is None or states == ref or ran is None or not self.active:
@@ -532,19 +537,38 @@ class Monitor:
         except Exception:
             pass  # the checkpoint's careful capture finds the cause
 
+    def _after_traced_calls(self, checked: list[tuple[str, Any]], states: list[Any]) -> None:
+        """Give the calls the call tracer saw since the last line their state after: what
+        this check finds."""
+        self._awaiting = False
+        now = {name: state for (name, _), state in zip(checked, states, strict=True)}
+        events = self._events
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if event.after is not None or event.before is None:
+                continue  # intercepted, or seen before lines were traced
+            source = self.sources.by_name.get(event.source)
+            if event.source in now:
+                events[index] = event._replace(after=now[event.source])
+            elif source is not None:
+                events[index] = event._replace(after=self.sources.capture_one(source))
+
     def _line_sources(self) -> None:
         """Which sources the line checks capture: the live ones whose library is imported
         (one read while its import runs, from a line of code that import runs, can crash);
-        a source that became available since the last check starts from its import state."""
+        one that became available, or readable (NumPy's lazy ``numpy.random``), since the
+        last check starts from its import state."""
         by_name = self.sources.by_name
         live = self._line_live = self._live
         ready = [(n, c) for n, c in live if n in by_name and not _importing(by_name[n])]
         ready_names = {n for n, _ in ready}
         self._line_pending = [by_name[n] for n, _ in live if n in by_name and n not in ready_names]
-        if self._line_ref is not None and ready != self._line_of:
+        if self._line_ref is not None:
             known = dict(zip((n for n, _ in self._line_of), self._line_ref, strict=True))
             imported = self.sources.import_states
-            self._line_ref = [known[n] if n in known else imported.get(n) for n, _ in ready]
+            self._line_ref = [
+                imported.get(n) if known.get(n) is None else known[n] for n, _ in ready
+            ]
         self._line_of = ready
 
     def _line_changed(self, name: str, before: Any, after: Any, ran: tuple[FrameType, int]) -> None:
@@ -574,7 +598,14 @@ class Monitor:
         if caller is None or self._ignore(str(caller.f_globals.get("__name__", ""))):
             return
         origin = build_origin(caller, self._shorten)
-        self._events.append(Event(source.name, kind, None, origin, None))
+        tracer = self._tracer
+        if tracer is None or not tracer.tracing_lines:
+            self._events.append(Event(source.name, kind, None, origin, None))
+            return
+        # Seen before it runs: its state after is the one the next line checked finds.
+        before = self.sources.capture_one(source)
+        self._events.append(Event(source.name, kind, None, origin, None, before))
+        self._awaiting = True
 
     def _ignored_call(
         self,

@@ -488,9 +488,27 @@ class Tracer:
         return None if kind is None else (entry[0], kind)
 
     def _report(self, hit: tuple[Source, str], frame: FrameType | None) -> None:
-        if frame is None or frame.f_code in self._wrapper_codes:
-            return  # the call our own wrapper makes: already recorded
+        if frame is None or self._inside_wrapper(frame, library_of(hit[0].module)):
+            return  # made inside a call our own wrapper made: recorded already
         self._callback(hit[0], hit[1], frame)
+
+    def _inside_wrapper(self, frame: FrameType | None, library: str) -> bool:
+        """Whether ``frame``, or one it was called from inside the RNG library, the standard
+        library and this plugin (``random.seed`` calling ``super().seed``, the wrapper's
+        handler calling the original), is a wrapper's."""
+        codes = self._wrapper_codes
+        while frame is not None:
+            if frame.f_code in codes:
+                return True
+            module = _module_of(frame)
+            if not (
+                _in(module, library)
+                or _in(module, _OWN_PACKAGE)
+                or in_stdlib(frame.f_code.co_filename)
+            ):
+                return False
+            frame = frame.f_back
+        return False
 
     def start(self) -> str | None:
         """Start tracing; where it cannot do all of it beside what is there, what it does
