@@ -485,7 +485,9 @@ class Tracer:
         if entry is None:
             return None
         kind = entry[1].get(getattr(callable_, "__name__", ""))
-        return None if kind is None else (entry[0], kind)
+        if kind is None or getattr(callable_, "__code__", None) in self._wrapper_codes:
+            return None  # our wrapper, which has the method's ``__self__``: it reports itself
+        return entry[0], kind
 
     def _report(self, hit: tuple[Source, str], frame: FrameType | None) -> None:
         if frame is None or self._inside_wrapper(frame, library_of(hit[0].module)):

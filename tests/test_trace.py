@@ -625,3 +625,21 @@ def test_with_trace_pytest_randomly_and_hypothesis_still_leak_nothing(
             marked(pytester.path / "test_plugins.py")["own"],
         )
     ]
+
+
+def test_trace_sees_a_wrapped_call_once(pytester: pytest.Pytester) -> None:
+    """``random.seed`` calls ``super().seed``: the call tracer must not count that as a
+    second, unexplained reseed (it made a fork that puts the state back look like one)."""
+    pytester.makepyfile(
+        test_fork="""
+        import random
+
+        def test_draws_and_forks():
+            random.random()
+            saved = random.getstate(); random.seed(2); random.random(); random.setstate(saved)
+        """
+    )
+    for args in ((), ("--rngguard-trace",)):
+        result, report = run_with_report(pytester, *args, "-p", "no:xdist")
+        result.assert_outcomes(passed=1)
+        assert report["leaks"] == [], args
