@@ -111,33 +111,23 @@ class Monitor:
         #: Told the name of each watched module whose import has just finished.
         self.import_listeners: list[Callable[[str], None]] = []
         self.interceptor = Interceptor(self._intercepted)
+        # Few attributes: past 30, CPython stops sharing the keys of an instance's dict,
+        # and every ``self.x`` on the hot path gets slower.  The line tracer's are its own.
         self._trace_asked = trace
         self._tracer: Tracer | None = None
-        #: With the line tracer: the lines after which a source was set (not only drawn
-        #: from) since the last checkpoint, with its states before and after...
-        self._lines: list[Event] = []
-        #: ... the first line after which each (source, detail) had drawn...
-        self._first_draws: dict[tuple[str, str], Event] = {}
-        #: ... and the sources' states at the last line checked (None: capture them afresh
-        #: at the next line), for the sources of ``_line_of``: those of ``_line_live`` (the
-        #: ``_live`` they were taken from) whose library is not still being imported...
-        self._line_ref: list[Any] | None = None
-        self._line_of: list[tuple[str, Callable[[], Any]]] = []
-        self._line_live: list[tuple[str, Callable[[], Any]]] = []
-        #: ... and those that are, to be looked at again at the next line.
-        self._line_pending: list[Source] = []
-        #: Whether calls the call tracer saw wait for the next line's states (``_traced``).
-        self._awaiting = False
+        #: With the line tracer: what lines did since the last checkpoint.
+        self._lines: LineChanges | None = None
         if trace:
             from .linetrace import LineTracer
 
+            self._lines = LineChanges(self)
             # The sources' own code too: a third-party source's capture is called from the
             # plugin's checks, and never names an origin.
             skipped = {library_of(s.module) for s in sources.sources}
             skipped.update(type(s).__module__ for s in sources.sources)
-            lines = LineTracer(UserCode(skipped, ignore, keep), self._check_lines)
+            tracer = LineTracer(UserCode(skipped, ignore, keep), self._lines.check)
             self._tracer = Tracer(
-                lambda: tuple(self.sources.sources), self.interceptor, self._traced, lines
+                lambda: tuple(self.sources.sources), self.interceptor, self._traced, tracer
             )
         self._modules_seen = -1
         #: (name, capture) of the sources available at the last refresh: the hot path.
@@ -231,7 +221,8 @@ class Monitor:
     def restore(self, states: dict[str, Any], names: list[str] | None = None) -> Restored:
         """Put the named sources (all in ``states`` by default) back, confirming each; the
         baseline becomes what they read back as."""
-        self._line_ref = None
+        if self._lines is not None:
+            self._lines.ref = None
         restored = self.sources.restore(states, names)
         for name, state in restored.states.items():
             if name in self.baseline or state is not None:
@@ -251,14 +242,12 @@ class Monitor:
             self._marks.clear()
         self.changed_from = {}
         self.ignored_from = {}
-        if self._tracer is not None:
+        if self._lines is not None:
             self._forget_lines()
 
     def _forget_lines(self) -> None:
         """The plugin has checked or set the sources: the next line checked starts afresh."""
-        self._lines.clear()
-        self._first_draws.clear()
-        self._line_ref = None
+        self._lines.forget()  # type: ignore[union-attr]
         self._tracer.forget()  # type: ignore[union-attr]
 
     def reset(self) -> dict[str, Any]:
@@ -286,7 +275,8 @@ class Monitor:
             yield
         finally:
             self.active = active
-            self._line_ref = None  # what it seeded is no line's doing
+            if self._lines is not None:
+                self._lines.ref = None  # what it seeded is no line's doing
 
     def checkpoint(self) -> list[Change]:
         """Everything that changed since the last checkpoint; the current state becomes the
@@ -304,7 +294,7 @@ class Monitor:
             if self._marks:
                 self._marks.clear()
             self.last_from = {}
-            if self._tracer is not None:
+            if self._lines is not None:
                 self._forget_lines()
             return []
         changes = self._pending
@@ -341,7 +331,7 @@ class Monitor:
         self._events.clear()
         if self._marks:
             self._marks.clear()
-        if self._tracer is not None:
+        if self._lines is not None:
             self._forget_lines()
         return changes
 
@@ -359,12 +349,8 @@ class Monitor:
             if last.kind != CHANGED:
                 differences = [Difference(last.kind, _details(last.detail)[0])]
         changes = []
-        tracer = self._tracer
-        if tracer is None:
-            traced = "none" if self._trace_asked else ""
-        else:
-            traced = "lines" if tracer.tracing_lines else "calls"
-        lines_traced = traced == "lines"
+        lines = self._lines
+        traced = self._traced_status() if self._trace_asked else ""
         for difference in differences:
             calls = (
                 [e for e in events if e.detail is None or difference.detail in _details(e.detail)]
@@ -381,32 +367,36 @@ class Monitor:
                     # A call only the call tracer saw has no states to tell whether it
                     # explains the end: where lines are traced, they tell (and the kind is
                     # the states', as for a call nobody saw), else it is the best there is.
-                    explained = explaining.after is not None or not lines_traced
+                    explained = explaining.after is not None or traced != "lines"
                     if explained and explaining.kind != CHANGED:
                         kind = explaining.kind
             if kind == ADVANCED and not self.keep_advanced:
                 continue
             if origin is None and not calls:
                 origin = self._hinted_origin(source)
-            if tracer is not None and not explained and (origin is None or calls):
+            if lines is not None and not explained and (origin is None or calls):
                 # No seen call explains it: the line after which it changed does.
-                line = self._explaining_line(source, kind, difference.detail, after)
+                line = lines.explaining(source, kind, difference.detail, after)
                 if line is not None:
                     origin = line.origin
                     if line.kind != CHANGED:
                         kind = line.kind  # a seed followed by draws is a reseed
-            changes.append(
-                Change(
-                    name,
-                    kind,
-                    difference.detail,
-                    difference.description,
-                    origin,
-                    tuple(e.origin for e in calls if e.origin is not None),
-                    traced,
-                )
+            change = Change(
+                name,
+                kind,
+                difference.detail,
+                difference.description,
+                origin,
+                tuple(e.origin for e in calls if e.origin is not None),
             )
+            changes.append(change.traced_as(traced) if traced else change)
         return changes
+
+    def _traced_status(self) -> str:
+        """What ``--rngguard-trace`` watches now (see ``Change.traced``)."""
+        if self._tracer is None:
+            return "none"
+        return "lines" if self._tracer.tracing_lines else "calls"
 
     def _explaining(
         self, source: Source, calls: list[Event], before: Any, after: Any
@@ -443,29 +433,6 @@ class Monitor:
             return True
         kinds = {d.kind for d in self.sources.classify(source, event.after, after)}
         return kinds <= {ADVANCED} or (event.kind in (RESEEDED, REPLACED) and kinds == {REPLACED})
-
-    def _explaining_line(self, source: Source, kind: str, detail: str, after: Any) -> Event | None:
-        """The line that explains the final state ``after`` of ``source``'s ``detail``: for
-        draws, the first line that drew; else the last line that set it and after which
-        only draws followed, or the earlier line whose state that one put back."""
-        name = source.name
-        if kind == ADVANCED:
-            return self._first_draws.get((name, detail))
-        lines = [e for e in self._lines if e.source == name and e.detail == detail]
-        sources = self.sources
-        for index in range(len(lines) - 1, -1, -1):
-            line = lines[index]
-            differences = sources.classify(source, line.after, after)
-            since = {d.kind for d in differences if d.detail == detail}
-            if since and not (
-                since <= {ADVANCED} or (line.kind in (RESEEDED, REPLACED) and since == {REPLACED})
-            ):
-                continue  # set again since, by something no line explains
-            for earlier in lines[:index]:
-                if sources.equal(source, earlier.after, line.after):
-                    return earlier  # put back (``fork_rng``'s exit): the maker made it
-            return line
-        return None
 
     def _hinted_origin(self, source: Source) -> Origin | None:
         """The origin a source's library remembers for its last change, where it keeps one."""
@@ -513,84 +480,6 @@ class Monitor:
         )
         return result
 
-    def _check_lines(self, ran: tuple[FrameType, int] | None) -> None:
-        """At a line of user code (see :mod:`~pytest_rngguard.linetrace`): compare the
-        sources with the last line checked, and note ``ran``, the line that ran since, for
-        each one that changed.  Never raises: it runs inside the user's code."""
-        try:
-            pending = self._line_pending
-            if self._line_live is not self._live or (
-                pending and not all(map(_importing, pending))
-            ):
-                self._line_sources()
-            checked = self._line_of
-            states = [capture() for _, capture in checked]
-            if self._awaiting:
-                self._after_traced_calls(checked, states)
-            ref = self._line_ref
-            self._line_ref = states
-            if ref is None or states == ref or ran is None or not self.active:
-                return
-            for (name, _), before, after in zip(checked, ref, states, strict=True):
-                if before is not after and before != after:
-                    self._line_changed(name, before, after, ran)
-        except Exception:
-            pass  # the checkpoint's careful capture finds the cause
-
-    def _after_traced_calls(self, checked: list[tuple[str, Any]], states: list[Any]) -> None:
-        """Give the calls the call tracer saw since the last line their state after: what
-        this check finds."""
-        self._awaiting = False
-        now = {name: state for (name, _), state in zip(checked, states, strict=True)}
-        events = self._events
-        for index in range(len(events) - 1, -1, -1):
-            event = events[index]
-            if event.after is not None or event.before is None:
-                continue  # intercepted, or seen before lines were traced
-            source = self.sources.by_name.get(event.source)
-            if event.source in now:
-                events[index] = event._replace(after=now[event.source])
-            elif source is not None:
-                events[index] = event._replace(after=self.sources.capture_one(source))
-
-    def _line_sources(self) -> None:
-        """Which sources the line checks capture: the live ones whose library is imported
-        (one read while its import runs, from a line of code that import runs, can crash);
-        one that became available, or readable (NumPy's lazy ``numpy.random``), since the
-        last check starts from its import state."""
-        by_name = self.sources.by_name
-        live = self._line_live = self._live
-        ready = [(n, c) for n, c in live if n in by_name and not _importing(by_name[n])]
-        ready_names = {n for n, _ in ready}
-        self._line_pending = [by_name[n] for n, _ in live if n in by_name and n not in ready_names]
-        if self._line_ref is not None:
-            known = dict(zip((n for n, _ in self._line_of), self._line_ref, strict=True))
-            imported = self.sources.import_states
-            self._line_ref = [
-                imported.get(n) if known.get(n) is None else known[n] for n, _ in ready
-            ]
-        self._line_of = ready
-
-    def _line_changed(self, name: str, before: Any, after: Any, ran: tuple[FrameType, int]) -> None:
-        source = self.sources.by_name.get(name)
-        if source is None:
-            return
-        differences = source.classify(before, after)
-        firsts = self._first_draws
-        if all(d.kind == ADVANCED and (name, d.detail) in firsts for d in differences):
-            return  # only draws, each named already: the common case in a loop
-        frame, line = ran
-        caller = caller_frame(frame, library_of(source.module), self._keep)
-        if caller is None or self._ignore(str(caller.f_globals.get("__name__", ""))):
-            return
-        origin = build_origin(caller, self._shorten, line if caller is frame else None)
-        for difference in differences:
-            detail = difference.detail
-            if difference.kind == ADVANCED:
-                firsts.setdefault((name, detail), Event(name, ADVANCED, detail, origin, after))
-            else:
-                self._lines.append(Event(name, difference.kind, detail, origin, after, before))
-
     def _traced(self, source: Source, kind: str, frame: Any) -> None:
         if not self.active:
             return
@@ -605,7 +494,7 @@ class Monitor:
         # Seen before it runs: its state after is the one the next line checked finds.
         before = self.sources.capture_one(source)
         self._events.append(Event(source.name, kind, None, origin, None, before))
-        self._awaiting = True
+        self._lines.awaiting = True  # type: ignore[union-attr]
 
     def _ignored_call(
         self,
@@ -633,8 +522,8 @@ class Monitor:
                     self._pending.extend(found)
         if self._events:
             self._events = [e for e in self._events if e.source != name]
-        if self._tracer is not None:
-            self._ignored_lines(name)
+        if self._lines is not None:
+            self._lines.ignored(name)
         hold = name in self.held and any(
             module == p or (p.endswith(".*") and module.startswith(p[:-1])) for p in HOLD_AGAINST
         )
@@ -654,17 +543,150 @@ class Monitor:
             self.baseline[name] = now
         return result
 
-    def _ignored_lines(self, name: str) -> None:
-        """What lines did to ``name`` so far is settled (as the calls are); what the ignored
-        call does to it is no line's."""
-        self._lines = [e for e in self._lines if e.source != name]
-        for key in [k for k in self._first_draws if k[0] == name]:
-            del self._first_draws[key]
-        self._line_ref = None
-
     def _undo_pending(self, name: str, keep: int) -> None:
         """Drop the changes of ``name`` set aside after the first ``keep`` pending ones."""
         kept = [c for c in self._pending[keep:] if c.source != name]
         self._pending = self._pending[:keep] + kept
         if not any(c.source == name for c in self._pending):
             self.changed_from.pop(name, None)
+
+
+class LineChanges:
+    """What lines of user code did to the sources since the last checkpoint, for
+    ``--rngguard-trace`` (see :mod:`~pytest_rngguard.linetrace`): the line tracer calls
+    :meth:`check` at every line, and the monitor asks :meth:`explaining` for the changes no
+    seen call explains."""
+
+    __slots__ = ("awaiting", "first_draws", "live", "monitor", "of", "pending", "ref", "setting")
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        #: The lines after which a source was set (not only drawn from), with its states
+        #: before and after, and the first line after which each (source, detail) drew.
+        self.setting: list[Event] = []
+        self.first_draws: dict[tuple[str, str], Event] = {}
+        #: The sources' states at the last line checked (None: capture them afresh at the
+        #: next line), for the sources of ``of``: those of ``live`` (the monitor's live list
+        #: they were taken from) whose library is not still being imported, and those that
+        #: are, to be looked at again at the next line.
+        self.ref: list[Any] | None = None
+        self.of: list[tuple[str, Callable[[], Any]]] = []
+        self.live: list[tuple[str, Callable[[], Any]]] = []
+        self.pending: list[Source] = []
+        #: Whether calls the call tracer saw wait for the next line's states.
+        self.awaiting = False
+
+    def forget(self) -> None:
+        self.setting.clear()
+        self.first_draws.clear()
+        self.ref = None
+
+    def ignored(self, name: str) -> None:
+        """What lines did to ``name`` so far is settled (as the calls are); what an ignored
+        module's call does to it is no line's."""
+        self.setting = [e for e in self.setting if e.source != name]
+        for key in [k for k in self.first_draws if k[0] == name]:
+            del self.first_draws[key]
+        self.ref = None
+
+    def check(self, ran: tuple[FrameType, int] | None) -> None:
+        """At a line of user code (see :mod:`~pytest_rngguard.linetrace`): compare the
+        sources with the last line checked, and note ``ran``, the line that ran since, for
+        each one that changed.  Never raises: it runs inside the user's code."""
+        monitor = self.monitor
+        try:
+            pending = self.pending
+            if self.live is not monitor._live or (pending and not all(map(_importing, pending))):
+                self._sources()
+            checked = self.of
+            states = [capture() for _, capture in checked]
+            if self.awaiting:
+                self._after_traced_calls(checked, states)
+            ref = self.ref
+            self.ref = states
+            if ref is None or states == ref or ran is None or not monitor.active:
+                return
+            for (name, _), before, after in zip(checked, ref, states, strict=True):
+                if before is not after and before != after:
+                    self._changed(name, before, after, ran)
+        except Exception:
+            pass  # the checkpoint's careful capture finds the cause
+
+    def _after_traced_calls(self, checked: list[tuple[str, Any]], states: list[Any]) -> None:
+        """Give the calls the call tracer saw since the last line their state after: what
+        this check finds."""
+        monitor = self.monitor
+        self.awaiting = False
+        now = {name: state for (name, _), state in zip(checked, states, strict=True)}
+        events = monitor._events
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if event.after is not None or event.before is None:
+                continue  # intercepted, or seen before lines were traced
+            source = monitor.sources.by_name.get(event.source)
+            if event.source in now:
+                events[index] = event._replace(after=now[event.source])
+            elif source is not None:
+                events[index] = event._replace(after=monitor.sources.capture_one(source))
+
+    def _sources(self) -> None:
+        """Which sources the line checks capture: the live ones whose library is imported
+        (one read while its import runs, from a line of code that import runs, can crash);
+        one that became available, or readable (NumPy's lazy ``numpy.random``), since the
+        last check starts from its import state."""
+        monitor = self.monitor
+        by_name = monitor.sources.by_name
+        live = self.live = monitor._live
+        ready = [(n, c) for n, c in live if n in by_name and not _importing(by_name[n])]
+        ready_names = {n for n, _ in ready}
+        self.pending = [by_name[n] for n, _ in live if n in by_name and n not in ready_names]
+        if self.ref is not None:
+            known = dict(zip((n for n, _ in self.of), self.ref, strict=True))
+            imported = monitor.sources.import_states
+            self.ref = [imported.get(n) if known.get(n) is None else known[n] for n, _ in ready]
+        self.of = ready
+
+    def _changed(self, name: str, before: Any, after: Any, ran: tuple[FrameType, int]) -> None:
+        monitor = self.monitor
+        source = monitor.sources.by_name.get(name)
+        if source is None:
+            return
+        differences = source.classify(before, after)
+        firsts = self.first_draws
+        if all(d.kind == ADVANCED and (name, d.detail) in firsts for d in differences):
+            return  # only draws, each named already: the common case in a loop
+        frame, line = ran
+        caller = caller_frame(frame, library_of(source.module), monitor._keep)
+        if caller is None or monitor._ignore(str(caller.f_globals.get("__name__", ""))):
+            return
+        origin = build_origin(caller, monitor._shorten, line if caller is frame else None)
+        for difference in differences:
+            detail = difference.detail
+            if difference.kind == ADVANCED:
+                firsts.setdefault((name, detail), Event(name, ADVANCED, detail, origin, after))
+            else:
+                self.setting.append(Event(name, difference.kind, detail, origin, after, before))
+
+    def explaining(self, source: Source, kind: str, detail: str, after: Any) -> Event | None:
+        """The line that explains the final state ``after`` of ``source``'s ``detail``: for
+        draws, the first line that drew; else the last line that set it and after which
+        only draws followed, or the earlier line whose state that one put back."""
+        monitor = self.monitor
+        name = source.name
+        if kind == ADVANCED:
+            return self.first_draws.get((name, detail))
+        lines = [e for e in self.setting if e.source == name and e.detail == detail]
+        sources = monitor.sources
+        for index in range(len(lines) - 1, -1, -1):
+            line = lines[index]
+            differences = sources.classify(source, line.after, after)
+            since = {d.kind for d in differences if d.detail == detail}
+            if since and not (
+                since <= {ADVANCED} or (line.kind in (RESEEDED, REPLACED) and since == {REPLACED})
+            ):
+                continue  # set again since, by something no line explains
+            for earlier in lines[:index]:
+                if sources.equal(source, earlier.after, line.after):
+                    return earlier  # put back (``fork_rng``'s exit): the maker made it
+            return line
+        return None

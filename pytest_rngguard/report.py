@@ -89,8 +89,9 @@ class Leak:
             data.get("description", ""),
             Origin.from_json(origin) if origin else None,
             tuple(Origin.from_json(c) for c in data.get("calls", ())),
-            data.get("traced", ""),
         )
+        if data.get("traced"):
+            change.traced_as(data["traced"])
         putback = Putback()
         if data.get("settled", True):
             putback.settle(bool(data["restored"]), data.get("why", ""))
