@@ -643,3 +643,41 @@ def test_trace_sees_a_wrapped_call_once(pytester: pytest.Pytester) -> None:
         result, report = run_with_report(pytester, *args, "-p", "no:xdist")
         result.assert_outcomes(passed=1)
         assert report["leaks"] == [], args
+
+
+def test_with_trace_an_ignored_module_that_sets_a_state_unseen_is_named_by_its_caller(
+    pytester: pytest.Pytester, numpy: Any
+) -> None:
+    """``rngguard_ignore`` excuses the calls the plugin sees; a change an ignored module
+    makes without one is the test's, in both modes, and the tracer names the line that
+    called into that module."""
+    pytester.makeconftest(EARLY_CONFTEST)
+    pytester.makeini("[pytest]\nrngguard_ignore = vendored_*\n")
+    pytester.makepyfile(
+        vendored_lib="""
+        import numpy as np
+        from conftest import early_seed
+
+        def seed_seen(value):
+            np.random.seed(value)
+
+        def seed_unseen(value):
+            early_seed(value)
+        """,
+        test_vendored="""
+        import vendored_lib
+
+        def test_seen():
+            vendored_lib.seed_seen(3)
+
+        def test_unseen():
+            vendored_lib.seed_unseen(3)  # origin: caller
+        """,
+    )
+    line = marked(pytester.path / "test_vendored.py")["caller"]
+    for args, origin in (((), None), (("--rngguard-trace",), ("test_vendored.py", line))):
+        _, report = run_with_report(pytester, *args, subprocess=True)
+        assert [
+            (leak["nodeid"], leak["origin"] and (leak["origin"]["file"], leak["origin"]["line"]))
+            for leak in report["leaks"]
+        ] == [("test_vendored.py::test_unseen", origin)], args
