@@ -681,3 +681,31 @@ def test_with_trace_an_ignored_module_that_sets_a_state_unseen_is_named_by_its_c
             (leak["nodeid"], leak["origin"] and (leak["origin"]["file"], leak["origin"]["line"]))
             for leak in report["leaks"]
         ] == [("test_vendored.py::test_unseen", origin)], args
+
+
+def test_under_xdist_the_summary_says_what_the_workers_traced(
+    pytester: pytest.Pytester, numpy: Any
+) -> None:
+    require("xdist")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        test_workers="""
+        from conftest import early_seed
+
+        def test_finalizer(finalized):
+            pass
+
+        def test_early_bound():
+            early_seed(3)  # origin: early_bound
+        """
+    )
+    line = marked(pytester.path / "test_workers.py")["early_bound"]
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--rngguard-trace")
+    result.assert_outcomes(passed=2, warnings=2)
+    text = " ".join(result.stdout.str().split())
+    finalizer = f"test_workers.py::test_finalizer: numpy reseeded during teardown ({TRACED_HINT})"
+    assert finalizer in text
+    assert (
+        f"test_workers.py::test_early_bound: numpy reseeded during call by test_workers.py:{line}"
+        in text
+    )
