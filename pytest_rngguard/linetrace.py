@@ -70,10 +70,10 @@ class LineTracer:
         self._check = check
         #: Per thread id, what is running since the last check.
         self._last: dict[int, tuple[FrameType, int]] = {}
-        #: 3.12+: the sys.monitoring tool id shared with the call tracer, and the code
-        #: objects given local events (taken back at the end).
+        #: 3.12+: the sys.monitoring tool id shared with the call tracer, and by id the
+        #: code objects given local events (held, so that the ids stay theirs; their events
+        #: are taken back at the end).
         self._tool: int | None = None
-        #: By id, the code objects given local events (held, so the ids stay theirs).
         self._codes: dict[int, CodeType] = {}
         #: Before 3.12: the global trace function, and whether new threads get it too.
         self._trace: Callable[[FrameType, str, Any], Any] | None = None
@@ -168,7 +168,10 @@ class LineTracer:
             return "another trace function is installed (sys.settrace: a debugger or coverage.py)"
         wanted, check, last = self._wanted, self._check, self._last
         ident = threading.get_ident
-        decided: dict[CodeType, bool] = {}
+        # By id (hashing a code object hashes its bytecode), with the code objects held so
+        # that their ids stay theirs.
+        decided: dict[int, bool] = {}
+        held: list[CodeType] = []
 
         def local(frame: FrameType, event: str, arg: object) -> Any:
             if event == "line":
@@ -186,14 +189,16 @@ class LineTracer:
 
         def trace(frame: FrameType, event: str, arg: object) -> Any:
             code = frame.f_code
-            worth = decided.get(code)
+            worth = decided.get(id(code))
             if worth is None:
                 if len(decided) >= _DECIDED_MAX:
                     decided.clear()
+                    held.clear()
                 try:
-                    worth = decided[code] = wanted(code, frame)
+                    worth = decided[id(code)] = wanted(code, frame)
                 except Exception:
                     worth = False
+                held.append(code)
             if not worth:
                 return None
             if code.co_flags & _SUSPENDABLE and not _starting(frame):

@@ -435,7 +435,8 @@ class Tracer:
         self._yielded = False
         self._functions: dict[int, tuple[Source, str]] = {}
         self._methods: dict[int, tuple[Source, dict[str, str]]] = {}
-        self._codes: dict[Any, tuple[Source, str, int | None]] = {}
+        #: By id (the originals hold them), the code objects of wrapped Python seeders.
+        self._codes: dict[int, tuple[Source, str, int | None]] = {}
         self._wrapper_codes: frozenset[Any] = frozenset()
 
     @property
@@ -451,7 +452,7 @@ class Tracer:
         """Re-read the targets: libraries may have loaded since the last call."""
         functions: dict[int, tuple[Source, str]] = {}
         methods: dict[int, tuple[Source, dict[str, str]]] = {}
-        codes: dict[Any, tuple[Source, str, int | None]] = {}
+        codes: dict[int, tuple[Source, str, int | None]] = {}
         for original_id, (source, seeder) in self._interceptor.originals.items():
             functions[original_id] = (source, seeder.kind)
         for _owner, _attr, original, _ in self._interceptor.installed():
@@ -460,7 +461,7 @@ class Tracer:
             code = getattr(function, "__code__", None)
             if code is not None:
                 bound = getattr(original, "__self__", None)
-                codes[code] = (source, seeder.kind, None if bound is None else id(bound))
+                codes[id(code)] = (source, seeder.kind, None if bound is None else id(bound))
         for source in self._sources():
             if not source.available():
                 continue
@@ -582,7 +583,8 @@ class Tracer:
                 if hit is not None:
                     report(hit, frame)
             elif event == "call":
-                entry = self._codes.get(frame.f_code)
+                # By id: hashing a code object, at every call, hashes its bytecode.
+                entry = self._codes.get(id(frame.f_code))
                 if entry is not None:
                     source, kind, bound = entry
                     if bound is None or id(frame.f_locals.get("self")) == bound:
