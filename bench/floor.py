@@ -49,9 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
         _sources.extend(build_sources(()))
         if config.getoption("floor_classify"):
             _classify.update((s.name, s.classify) for s in _sources)
-        from pytest_rngguard.plugin import _stand_in_function
+        from pytest_rngguard.compat import stand_in_fixture_function
 
-        config.pluginmanager.register(_Checks(_stand_in_function()), "rngguard-floor-checks")
+        config.pluginmanager.register(_Checks(stand_in_fixture_function()), "rngguard-floor-checks")
     else:
         config.pluginmanager.register(_Hooks(), "rngguard-floor-hooks")
 

@@ -1,7 +1,7 @@
 """In-process micro-benchmark of the guard's hot path, run in a fresh interpreter.
 
 ``python bench/micro.py [--quick] [--json PATH]`` imports random, numpy and torch, builds the
-real :class:`pytest_rngguard.monitor.Monitor` the way ``plugin.py`` does (default settings),
+real :class:`pytest_rngguard.monitor.Monitor` the way ``session.build`` does (default settings),
 and times, as the median over many batches of calls:
 
 * ``Monitor.checkpoint()`` when nothing changed (the cost of every phase of a clean test),
@@ -56,7 +56,7 @@ def per_call_us(fn: Callable[[], Any], number: int, repeat: int) -> float:
 
 
 def build_monitor() -> Any:
-    """The monitor exactly as ``plugin.pytest_configure`` builds it with default settings."""
+    """The monitor exactly as ``session.build`` makes it with default settings."""
     from pytest_rngguard.monitor import Monitor
     from pytest_rngguard.origins import IgnoreRules, PathShortener
     from pytest_rngguard.settings import Settings
@@ -165,8 +165,8 @@ def captures(monitor: Any, number: int, repeat: int) -> dict[str, float]:
 def seeding(monitor: Any, number: int, repeat: int) -> dict[str, float]:
     import torch
 
-    from pytest_rngguard.determinism import Recipe, apply, derive_seed, undo
-    from pytest_rngguard.sources.torch_flags import TorchFlags, current_flags, set_flags
+    from pytest_rngguard.determinism import Recipe, apply, derive_seed, recipe_flags, undo
+    from pytest_rngguard.sources.torch_flags import current_flags, set_flags
 
     available = monitor.sources
     recipe = Recipe(1234)
@@ -192,7 +192,7 @@ def seeding(monitor: Any, number: int, repeat: int) -> dict[str, float]:
                 functools.partial(source.seed, 1234), number, repeat
             )
     flags = current_flags()
-    on = TorchFlags(True, False, True, False)
+    on = recipe_flags(flags, warn_only=False)
 
     def flags_on_and_off() -> None:
         set_flags(on, flags)

@@ -14,7 +14,7 @@ from .origins import ImportWatcher
 from .sources import Source, build_sources
 from .sources.base import import_module_of
 from .sources.env import read_environ
-from .sources.torch_flags import INDUCTOR_CONFIG, TorchFlags, current_flags, set_flags
+from .sources.torch_flags import DETAILS, INDUCTOR_CONFIG, TorchFlags, current_flags, set_flags
 from .sourceset import SourceSet
 
 #: What every deterministic test gets, after the vLLM reproducibility recipe.
@@ -22,6 +22,30 @@ RECIPE_ENV = (
     ("VLLM_ENABLE_V1_MULTIPROCESSING", "0"),
     ("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
 )
+#: The torch settings a recipe with ``torch_flags`` sets (``warn_only`` as it says), by
+#: ``TorchFlags`` field: deterministic algorithms and cuDNN kernels, and float32 computed in
+#: float32 (matmul precision "highest", TF32 off, and every operation's ``fp32_precision``
+#: "ieee", so that no ``generic`` or backend-wide setting lets TF32 or bfloat16 back in).
+#: The reduced-precision reductions and the default dtype are left as they are (put back
+#: all the same, if the test changes them).
+RECIPE_FLAGS: dict[str, Any] = {
+    "deterministic_algorithms": True,
+    "cudnn_deterministic": True,
+    "cudnn_benchmark": False,
+    "float32_matmul_precision": "highest",
+    "cuda_matmul_allow_tf32": False,
+    "cudnn_allow_tf32": False,
+    "cuda_matmul_fp32_precision": "ieee",
+    "cudnn_conv_fp32_precision": "ieee",
+    "cudnn_rnn_fp32_precision": "ieee",
+    "mkldnn_matmul_fp32_precision": "ieee",
+    "mkldnn_conv_fp32_precision": "ieee",
+    "mkldnn_rnn_fp32_precision": "ieee",
+}
+RECIPE_FIELDS = (*RECIPE_FLAGS, "deterministic_algorithms_warn_only")
+#: The report details of the settings the recipe sets: a deterministic test's own changes of
+#: them are undone with the recipe, not reported (like those of the variables it sets).
+RECIPE_DETAILS = frozenset(DETAILS[TorchFlags._fields.index(name)] for name in RECIPE_FIELDS)
 SEED_LIMIT = 2**32  # derived seeds: every library takes [0, 2**32) as it is
 #: Explicit seeds: torch takes 64 bits; NumPy's legacy seed is given the seed's 32-bit words.
 MAX_SEED = 2**64 - 1
@@ -84,9 +108,7 @@ class Applied:
 
     __slots__ = ("env", "flags", "inductor", "listener", "recipe", "states", "watcher")
 
-    def __init__(
-        self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]
-    ) -> None:
+    def __init__(self, recipe: Recipe, states: dict[str, Any], env: dict[str, str | None]) -> None:
         self.recipe = recipe
         #: The seeded sources' states before the recipe, by name, in the order seeded.
         self.states = states
@@ -115,7 +137,7 @@ class Applied:
 Record = Callable[[str, Any], None]
 
 
-def apply(
+def apply(  # noqa: C901 - one all-or-nothing sequence, undone as a whole
     recipe: Recipe,
     sources: SourceSet,
     *,
@@ -127,9 +149,11 @@ def apply(
 
     A library first imported later, before :func:`undo` (``import numpy`` in the test
     itself), is seeded the moment its import finishes; ``adopted`` is told the names of the
-    sources seeded then.  ``record`` is told each source's state before it is seeded (the
-    plugin puts them back with the rest of the test's changes), and ``listeners`` is the
-    list of an import watcher already installed, to listen to instead of installing one.
+    sources seeded then.  ``record`` is told each source's state before the recipe seeds or
+    sets it, the environment and the torch flags included (the plugin puts them back with the
+    rest of the test's changes: what the test changed of them goes back past the recipe, to
+    where it was before), and ``listeners`` is the list of an import watcher already
+    installed, to listen to instead of installing one.
     """
     environment = recipe.environment()
     saved_env = read_environ(environment)
@@ -138,9 +162,10 @@ def apply(
         for source in sources.available():
             if source.seedable:
                 _seed(applied, sources, source, record)
+        _record(sources, "env", record)
         os.environ.update(environment)
         if "torch" in sys.modules:
-            _set_flags(applied)
+            _set_flags(applied, sources, record)
     except BaseException:
         # All or nothing: whatever stopped it (an interrupt too), nothing it did stays.
         undo(applied, sources)
@@ -187,12 +212,39 @@ def _seed(applied: Applied, sources: SourceSet, source: Source, record: Record |
         del applied.states[source.name]  # it raised: put back and disabled
 
 
-def _set_flags(applied: Applied) -> None:
+def _record(sources: SourceSet, name: str, record: Record | None) -> None:
+    """Tell ``record`` the state of a source that the recipe sets without seeding it."""
+    source = sources.get(name)
+    if record is None or source is None:
+        return
+    state = sources.capture_now(source)
+    if state is not None:
+        record(name, state)
+
+
+def _set_flags(applied: Applied, sources: SourceSet, record: Record | None) -> None:
     if not applied.recipe.torch_flags:
         return
-    applied.flags = current_flags()
+    _record(sources, "torch.flags", record)
+    applied.flags = now = current_flags()
     _set_inductor(applied)
-    set_flags(TorchFlags(True, applied.recipe.warn_only, True, False), applied.flags)
+    set_flags(recipe_flags(now, applied.recipe.warn_only), now)
+
+
+def _recipe_part(before: TorchFlags, now: TorchFlags) -> TorchFlags:
+    """``now``, with the settings the recipe sets as they were ``before`` it."""
+    return now._replace(**{name: getattr(before, name) for name in RECIPE_FIELDS})
+
+
+def recipe_flags(now: TorchFlags, warn_only: bool) -> TorchFlags:
+    """The torch settings a deterministic run has, from ``now``: ``RECIPE_FLAGS``, the
+    ``fp32_precision`` ones where this torch has them (before 2.9 they read None)."""
+    wanted = {
+        name: value
+        for name, value in RECIPE_FLAGS.items()
+        if not name.endswith("fp32_precision") or getattr(now, name) is not None
+    }
+    return now._replace(**wanted, deterministic_algorithms_warn_only=warn_only)
 
 
 def _set_inductor(applied: Applied) -> None:
@@ -221,16 +273,18 @@ def _adopt(
         if source.name in applied.states:
             names.append(source.name)
     if module == "torch" and applied.flags is None:
-        _set_flags(applied)
+        _set_flags(applied, sources, record)
     if module == INDUCTOR_CONFIG and applied.flags is not None:
         _set_inductor(applied)
     return tuple(names)
 
 
 def undo(applied: Applied, sources: SourceSet, *, restore_sources: bool = True) -> list[str]:
-    """Put back everything ``apply`` changed, exactly, unset variables included; returns the
-    names of the sources that could not be put back.  Without ``restore_sources`` the
-    seeded sources are left to whoever ``record`` told (the plugin)."""
+    """Put back everything ``apply`` changed, exactly, unset variables included, and every
+    torch setting the block changed; returns the names of the sources that could not be put
+    back.  Without ``restore_sources`` the seeded sources, and the torch settings the recipe
+    does not set, are left to whoever ``record`` told (the plugin: it puts back what the test
+    changed as ``--rngguard-restore`` says)."""
     if applied.watcher is not None:
         applied.watcher.uninstall()
         applied.watcher = None
@@ -245,7 +299,8 @@ def undo(applied: Applied, sources: SourceSet, *, restore_sources: bool = True) 
         else:
             os.environ[name] = value
     if applied.flags is not None:
-        set_flags(applied.flags, current_flags())
+        now = current_flags()
+        set_flags(applied.flags if restore_sources else _recipe_part(applied.flags, now), now)
     config: Any = sys.modules.get(INDUCTOR_CONFIG)
     if applied.inductor is not None and config is not None:
         config.deterministic = applied.inductor
@@ -269,8 +324,10 @@ def deterministic(
     first imported inside the block; sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, ``PYTHONHASHSEED=<seed mod 2**32>`` (for child
     processes) and ``env``; with ``torch_flags``, once torch is loaded, turns on deterministic
-    algorithms (``warn_only`` as given) and the cuDNN flags.  On exit, also on exception, all
-    of it is put back.  Yields the seed.
+    algorithms (``warn_only`` as given) and the cuDNN flags, and makes float32 compute in
+    float32: matmul precision ``"highest"``, TF32 off (``RECIPE_FLAGS``).  On exit, also on
+    exception, all of it is put back, and every torch setting the block changed.  Yields the
+    seed.
     """
     checked_seed, pairs = check_arguments(seed, env, torch_flags, warn_only)
     recipe = Recipe(checked_seed or 0, pairs, torch_flags, warn_only)

@@ -31,6 +31,7 @@ def _import_states(source_set: SourceSet, missing: Sequence[Source]) -> Iterator
     if not missing:
         yield
         return
+
     def imported(module: str) -> None:
         source_set.imported(module)
 

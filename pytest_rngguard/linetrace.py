@@ -166,26 +166,25 @@ class LineTracer:
         if sys.gettrace() is not None:
             # One trace function per thread: ours would silence a debugger or coverage.py.
             return "another trace function is installed (sys.settrace: a debugger or coverage.py)"
+        trace = self._trace_function()
+        self._trace = trace
+        sys.settrace(trace)
+        # Threads started from now on are traced too, unless another tool's hook is there.
+        if threading.gettrace() is None:
+            threading.settrace(trace)
+            self._threads = True
+        return None
+
+    def _trace_function(self) -> Callable[[FrameType, str, object], Any]:
+        """The ``sys.settrace`` function: it decides once per code object whether to trace
+        its frames, and checks at their lines, returns and resumptions."""
         wanted, check, last = self._wanted, self._check, self._last
         ident = threading.get_ident
         # By id (hashing a code object hashes its bytecode), with the code objects held so
         # that their ids stay theirs.
         decided: dict[int, bool] = {}
         held: list[CodeType] = []
-
-        def local(frame: FrameType, event: str, arg: object) -> Any:
-            if event == "line":
-                key = ident()
-                check(last.get(key))
-                last[key] = (frame, frame.f_lineno)
-            elif event == "return":  # also a yield, and leaving by an exception
-                key = ident()
-                check(last.get(key))
-                _returning(last, key, frame, traced)
-            return local
-
-        def traced(frame: FrameType) -> bool:
-            return frame.f_trace is not None
+        local = self._local_function()
 
         def trace(frame: FrameType, event: str, arg: object) -> Any:
             code = frame.f_code
@@ -208,13 +207,28 @@ class LineTracer:
                 last[key] = (frame, frame.f_lineno)
             return local
 
-        self._trace = trace
-        sys.settrace(trace)
-        # Threads started from now on are traced too, unless another tool's hook is there.
-        if threading.gettrace() is None:
-            threading.settrace(trace)
-            self._threads = True
-        return None
+        return trace
+
+    def _local_function(self) -> Callable[[FrameType, str, object], Any]:
+        """The trace function of a traced frame: a check at each line and at its return."""
+        check, last = self._check, self._last
+        ident = threading.get_ident
+
+        def local(frame: FrameType, event: str, arg: object) -> Any:
+            if event == "line":
+                key = ident()
+                check(last.get(key))
+                last[key] = (frame, frame.f_lineno)
+            elif event == "return":  # also a yield, and leaving by an exception
+                key = ident()
+                check(last.get(key))
+                _returning(last, key, frame, traced)
+            return local
+
+        def traced(frame: FrameType) -> bool:
+            return frame.f_trace is not None
+
+        return local
 
     def resume(self) -> str | None:
         """After a test: install the trace function again if the test removed it
@@ -245,7 +259,7 @@ class LineTracer:
         if sys.gettrace() is self._trace:
             sys.settrace(None)  # one installed since is left to its owner
         if self._threads and threading.gettrace() is self._trace:
-            threading.settrace(None)  # type: ignore[arg-type]
+            threading.settrace(None)
         self._trace = None
         self._threads = False
         self._last.clear()

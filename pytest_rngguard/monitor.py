@@ -25,7 +25,6 @@ from .origins import (
     Tracer,
     UserCode,
     build_origin,
-    called_by_plugin,
     caller_frame,
     origin_from_traceback,
 )
@@ -183,8 +182,9 @@ class Monitor:
                 self.baseline[source_name] = self.sources.import_states[source_name]
         # The module that just ran is still marked as initialising: look again next time.
         self._modules_seen = -1
-        for listener in list(self.import_listeners):
-            listener(name)
+        with self.paused():  # the listeners are the plugin's own (a recipe seeding it)
+            for listener in list(self.import_listeners):
+                listener(name)
 
     def refresh(self) -> None:
         """Wrap the seeders of libraries loaded since the last look (cheap when none were)."""
@@ -268,8 +268,9 @@ class Monitor:
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """Let seeding calls through unseen: for the plugin's own, which need no origin and
-        would otherwise each walk the stack to find they came from the plugin."""
+        """Let seeding calls through unseen: the only way this monitor's own seeding and
+        restoring is told apart.  Another monitor's (an inner pytest session's, ``guard()``,
+        ``isolated()``) are calls like any other, made by the code that ran it."""
         active, self.active = self.active, False
         try:
             yield
@@ -278,7 +279,7 @@ class Monitor:
             if self._lines is not None:
                 self._lines.ref = None  # what it seeded is no line's doing
 
-    def checkpoint(self) -> list[Change]:
+    def checkpoint(self) -> list[Change]:  # noqa: C901 - the hot path, inlined on purpose
         """Everything that changed since the last checkpoint; the current state becomes the
         new baseline.  ``last_from`` then holds each changed source's earlier state."""
         self.refresh()
@@ -297,6 +298,8 @@ class Monitor:
             if self._lines is not None:
                 self._forget_lines()
             return []
+        if self._marks:
+            self._drop_undone(current)
         changes = self._pending
         changed_from = self.last_from = self.changed_from
         self.changed_from = {}
@@ -335,6 +338,34 @@ class Monitor:
             self._forget_lines()
         return changes
 
+    def _drop_undone(self, current: dict[str, Any]) -> None:
+        """Forget what was undone since the last look (see :meth:`_undone`)."""
+        for name in list(self._marks):
+            now, last = current.get(name), self.baseline.get(name)
+            source = self.sources.by_name.get(name)
+            if now is None or last is None or source is None:
+                continue
+            if not self.sources.equal(source, last, now):  # something happened since
+                self._undone(source, now)
+
+    def _undone(self, source: Source, now: Any) -> bool:
+        """Whether ``now`` is a state an ignored module's call started from, set again by
+        whoever, unseen (an inner pytest session's guard, putting back its test's start past
+        pytest-randomly's reseeds): that call and whatever came after it never escaped, and
+        are forgotten.  A seeding call seen since explains the state itself."""
+        name = source.name
+        marks = self._marks.get(name)
+        if not marks or any(e.source == name and e.kind == RESEEDED for e in self._events):
+            return False
+        for index, (state, pending) in enumerate(marks):
+            if self.sources.equal(source, state, now):
+                self._undo_pending(name, pending)
+                del marks[index:]
+                self._events = [e for e in self._events if e.source != name]
+                self.baseline[name] = now
+                return True
+        return False
+
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
         try:  # ``SourceSet.classify`` inlined; it is the error policy when this raises
             differences: Sequence[Difference] = source.classify(before, after)
@@ -359,28 +390,16 @@ class Monitor:
             )
             kind, origin, explained = difference.kind, None, False
             if calls:
-                explaining = self._explaining(source, calls, before, after)
-                if explaining is None:
-                    origin = calls[-1].origin
-                else:
-                    origin = explaining.origin
-                    # A call only the call tracer saw has no states to tell whether it
-                    # explains the end: where lines are traced, they tell (and the kind is
-                    # the states', as for a call nobody saw), else it is the best there is.
-                    explained = explaining.after is not None or traced != "lines"
-                    if explained and explaining.kind != CHANGED:
-                        kind = explaining.kind
+                kind, origin, explained = self._by_calls(
+                    source, calls, (before, after), kind, traced
+                )
             if kind == ADVANCED and not self.keep_advanced:
                 continue
             if origin is None and not calls:
                 origin = self._hinted_origin(source)
             if lines is not None and not explained and (origin is None or calls):
                 # No seen call explains it: the line after which it changed does.
-                line = lines.explaining(source, kind, difference.detail, after)
-                if line is not None:
-                    origin = line.origin
-                    if line.kind != CHANGED:
-                        kind = line.kind  # a seed followed by draws is a reseed
+                kind, origin = lines.naming(source, kind, difference.detail, after, origin)
             change = Change(
                 name,
                 kind,
@@ -391,6 +410,22 @@ class Monitor:
             )
             changes.append(change.traced_as(traced) if traced else change)
         return changes
+
+    def _by_calls(
+        self, source: Source, calls: list[Event], states: tuple[Any, Any], kind: str, traced: str
+    ) -> tuple[str, Origin | None, bool]:
+        """The kind and origin the seen ``calls`` give a change between ``states`` (before,
+        after), and whether they explain it (``traced``: what ``--rngguard-trace`` watches)."""
+        explaining = self._explaining(source, calls, *states)
+        if explaining is None:
+            return kind, calls[-1].origin, False
+        # A call only the call tracer saw has no states to tell whether it explains the end:
+        # where lines are traced, they tell (and the kind is the states', as for a call
+        # nobody saw), else it is the best there is.
+        explained = explaining.after is not None or traced != "lines"
+        if explained and explaining.kind != CHANGED:
+            kind = explaining.kind
+        return kind, explaining.origin, explained
 
     def _traced_status(self) -> str:
         """What ``--rngguard-trace`` watches now (see ``Change.traced``)."""
@@ -404,8 +439,9 @@ class Monitor:
         """The call that explains the final state ``after``: the last one, unless it only put
         back a state the stretch had earlier (``torch.random.fork_rng``'s exit,
         ``isolated()``, a saved state set again), in which case whatever made that state
-        explains it.  None when that is the state the stretch started from, or no call
-        explains ``after``."""
+        explains it.  A seeding call explains its state itself, also where an earlier one
+        made the same (vLLM's worker seeds twice with one seed).  None when that is the
+        state the stretch started from, or no call explains ``after``."""
         equal = self.sources.equal
         index = len(calls) - 1
         while index >= 0:
@@ -414,6 +450,8 @@ class Monitor:
                 return call  # seen by the tracer only: the best there is
             if before is not None and equal(source, call.after, before):
                 return None
+            if call.kind == RESEEDED:
+                return call if self._explains(source, call, after) else None
             for earlier in range(index):
                 other = calls[earlier]
                 if other.after is not None and equal(source, other.after, call.after):
@@ -459,10 +497,7 @@ class Monitor:
         if not self.active:
             return original(*args, **kwargs)
         frame = sys._getframe(2)  # the wrapper's caller
-        library = library_of(source.module)
-        if called_by_plugin(frame, library):
-            return original(*args, **kwargs)  # our own seeding and restoring
-        caller = caller_frame(frame, library, self._keep)
+        caller = caller_frame(frame, library_of(source.module), self._keep)
         module = str(caller.f_globals.get("__name__", "")) if caller is not None else ""
         if caller is not None and self._ignore(module):
             return self._ignored_call(original, args, kwargs, source, seeder, module)
@@ -516,7 +551,7 @@ class Monitor:
             before = self.baseline[name]
             self.ignored_from.setdefault(name, self.changed_from.get(name, before))
             if before is None or not sources.equal(source, start, before):
-                found = self._classify(source, before, start)
+                found = [] if self._undone(source, start) else self._classify(source, before, start)
                 if found:
                     self.changed_from.setdefault(name, before)
                     self._pending.extend(found)
@@ -529,7 +564,8 @@ class Monitor:
         )
         result = original(*args, **kwargs)
         if hold and start is not None:
-            sources.restore({name: start})
+            with self.paused():
+                sources.restore({name: start})
         now = sources.capture_one(source)
         marks = self._marks.setdefault(name, [])
         for index, (state, pending) in enumerate(marks if seeder.kind == REPLACED else ()):
@@ -666,6 +702,16 @@ class LineChanges:
                 firsts.setdefault((name, detail), Event(name, ADVANCED, detail, origin, after))
             else:
                 self.setting.append(Event(name, difference.kind, detail, origin, after, before))
+
+    def naming(
+        self, source: Source, kind: str, detail: str, after: Any, origin: Origin | None
+    ) -> tuple[str, Origin | None]:
+        """The kind and origin of a change to ``after`` that no seen call explains: the line
+        that does, where one does (a seed followed by draws is a reseed)."""
+        line = self.explaining(source, kind, detail, after)
+        if line is None:
+            return kind, origin
+        return (line.kind if line.kind != CHANGED else kind), line.origin
 
     def explaining(self, source: Source, kind: str, detail: str, after: Any) -> Event | None:
         """The line that explains the final state ``after`` of ``source``'s ``detail``: for

@@ -152,26 +152,6 @@ def caller_frame(
     return None
 
 
-#: The plugin's own frames between a caller and a wrapped seeder: an intercepted call made
-#: inside another one (``torch.manual_seed`` seeding ``torch.cuda``) passes through them.
-_PASS_THROUGH = frozenset({"wrapper", "_intercepted", "_ignored_call"})
-
-
-def called_by_plugin(frame: FrameType | None, library: str) -> bool:
-    """Whether the first frame outside ``library``, the standard library and the
-    interception's own wrappers, walking out from ``frame``, is this plugin's: its own
-    seeding and restoring, never a user's call."""
-    while frame is not None:
-        module = _module_of(frame)
-        if not (_in(module, library) or in_stdlib(frame.f_code.co_filename)):
-            if not _in(module, _OWN_PACKAGE):
-                return False
-            if frame.f_code.co_name not in _PASS_THROUGH:
-                return True
-        frame = frame.f_back
-    return False
-
-
 def build_origin(
     frame: FrameType, shorten: Callable[[str], str], line: int | None = None
 ) -> Origin:

@@ -10,7 +10,7 @@ import os
 import platform
 import struct
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import NotReproducibleError
@@ -229,23 +229,9 @@ def first_difference(a: Any, b: Any, path: str) -> str | None:
         return f"{path}: {_show(a)} != {_show(b)}"
     kind = a[0]
     if kind in ("list", "tuple", "set"):
-        for i, (x, y) in enumerate(zip(a[1], b[1], strict=False)):
-            found = first_difference(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        if len(a[1]) != len(b[1]):
-            return f"{path}: length {len(a[1])} != {len(b[1])}"
-        return None
+        return _first_item_difference(a[1], b[1], path)
     if kind == "dict":
-        keys_a = [k for k, _ in a[1]]
-        keys_b = [k for k, _ in b[1]]
-        if keys_a != keys_b:
-            return f"{path}: keys {[_show(k) for k in keys_a]} != {[_show(k) for k in keys_b]}"
-        for (key, x), (_, y) in zip(a[1], b[1], strict=True):
-            found = first_difference(x, y, f"{path}[{_show(key)}]")
-            if found:
-                return found
-        return None
+        return _first_entry_difference(a[1], b[1], path)
     if kind == "dataclass":
         if a[1] != b[1]:
             return f"{path}: {a[1]} != {b[1]}"
@@ -254,6 +240,32 @@ def first_difference(a: Any, b: Any, path: str) -> str | None:
         return first_difference(("tuple", [a[1], a[2]]), ("tuple", [b[1], b[2]]), path)
     if a != b:
         return f"{path}: {_show(a)} != {_show(b)}"
+    return None
+
+
+def _first_item_difference(a: list[Any], b: list[Any], path: str) -> str | None:
+    """``first_difference`` of two sequences' normalized items."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        found = first_difference(x, y, f"{path}[{i}]")
+        if found:
+            return found
+    if len(a) != len(b):
+        return f"{path}: length {len(a)} != {len(b)}"
+    return None
+
+
+def _first_entry_difference(
+    a: list[tuple[Any, Any]], b: list[tuple[Any, Any]], path: str
+) -> str | None:
+    """``first_difference`` of two dicts' normalized (key, value) entries."""
+    keys_a = [k for k, _ in a]
+    keys_b = [k for k, _ in b]
+    if keys_a != keys_b:
+        return f"{path}: keys {[_show(k) for k in keys_a]} != {[_show(k) for k in keys_b]}"
+    for (key, x), (_, y) in zip(a, b, strict=True):
+        found = first_difference(x, y, f"{path}[{_show(key)}]")
+        if found:
+            return found
     return None
 
 
@@ -289,7 +301,6 @@ class Recorder:
     def __init__(self) -> None:
         self.records: dict[str, Any] = {}
         self.end_states: dict[str, Any] = {}
-        self.called = False
 
     def record(self, name: str, value: Any) -> None:
         if not isinstance(name, str) or not name:
@@ -341,14 +352,20 @@ class Rngguard:
             return fn(*args, **kwargs)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RepeatOutcome:
+    """A test that is not reproducible: an entry of the JSON report's ``not_reproducible``."""
+
     nodeid: str
     runs: int
     detail: str
 
     def to_json(self) -> dict[str, Any]:
         return {"nodeid": self.nodeid, "runs": self.runs, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RepeatOutcome:
+        return cls(data["nodeid"], data["runs"], data["detail"])
 
 
 def assert_reproducible(
@@ -535,7 +552,3 @@ def fingerprint_file(tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "versions": versions(),
         "tests": dict(sorted(tests.items())),
     }
-
-
-def iter_sorted(items: Sequence[Any]) -> Iterator[Any]:
-    return iter(sorted(items))

@@ -28,6 +28,8 @@ class Option(NamedTuple):
     metavar: str | None = None
 
 
+# fmt: off
+# One option a row: the table reads best as a table.
 OPTIONS = (
     Option("mode", "--rngguard", "rngguard_mode", "string", "warn",
            "What to do about a leak: off, warn (default: one RNGLeakWarning per test) or fail",
@@ -60,6 +62,7 @@ OPTIONS = (
            "Module patterns (fnmatch) whose state changes are not leaks; pytest-randomly's "
            "and Hypothesis's own modules always are"),
 )
+# fmt: on
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -67,15 +70,30 @@ def add_options(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         if option.cli is not None:
             if option.ini_type == "bool" or option.dest == "fingerprints_update":
-                group.addoption(option.cli, action="store_true", default=None,
-                                dest=f"rngguard_{option.dest}", help=option.help)
+                group.addoption(
+                    option.cli,
+                    action="store_true",
+                    default=None,
+                    dest=f"rngguard_{option.dest}",
+                    help=option.help,
+                )
             else:
-                group.addoption(option.cli, action="store", default=None, metavar=option.metavar,
-                                dest=f"rngguard_{option.dest}", help=option.help)
+                group.addoption(
+                    option.cli,
+                    action="store",
+                    default=None,
+                    metavar=option.metavar,
+                    dest=f"rngguard_{option.dest}",
+                    help=option.help,
+                )
         if option.ini is not None:
             default = option.default if option.ini_type != "linelist" else []
-            parser.addini(option.ini, option.help, type=option.ini_type,  # type: ignore[arg-type]
-                          default=default)
+            parser.addini(
+                option.ini,
+                option.help,
+                type=option.ini_type,  # type: ignore[arg-type]
+                default=default,
+            )
 
 
 class Settings(NamedTuple):
@@ -121,8 +139,7 @@ def _raw(config: pytest.Config, option: Option) -> tuple[Any, str]:
         # pytest's own message names the value but not the key.
         problem = str(exc)
     raise pytest.UsageError(
-        f"rngguard: {name} is not a boolean ({problem}): use true or false "
-        f"(or yes/no, on/off, 1/0)"
+        f"rngguard: {name} is not a boolean ({problem}): use true or false (or yes/no, on/off, 1/0)"
     )
 
 
@@ -192,9 +209,9 @@ def _check_files(config: pytest.Config, values: dict[str, Any], names: dict[str,
         )
 
 
-def parse_env_lines(lines: Sequence[str], name: str = "rngguard_env") -> tuple[
-    tuple[str, ...], tuple[tuple[str, str], ...]
-]:
+def parse_env_lines(
+    lines: Sequence[str], name: str = "rngguard_env"
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     watched = list(DEFAULT_VARIABLES)
     to_set = []
     for line in lines:
@@ -244,5 +261,6 @@ def check_sources(settings: Settings, known: Sequence[str]) -> None:
     (built in, registered or from an entry point)."""
     unknown = [s for s in settings.sources or () if s not in known]
     if unknown:
-        raise _usage("rngguard_sources (ini)", ", ".join(unknown),
-                     f"known sources are {', '.join(known)}")
+        raise _usage(
+            "rngguard_sources (ini)", ", ".join(unknown), f"known sources are {', '.join(known)}"
+        )

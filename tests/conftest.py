@@ -51,7 +51,7 @@ def require(name: str) -> None:
 def numpy() -> ModuleType:
     """NumPy, imported before any pytester snapshot of ``sys.modules``, so inner runs never
     import it a second time in this process (pytester drops modules an inner run imported)."""
-    numpy = pytest.importorskip("numpy")
+    numpy: ModuleType = pytest.importorskip("numpy")
     # numpy 2 loads numpy.random lazily, on first use: load it before any snapshot too.
     importlib.import_module("numpy.random")
     return numpy
@@ -60,7 +60,7 @@ def numpy() -> ModuleType:
 @pytest.fixture(scope="session")
 def torch() -> ModuleType:
     """torch, imported once for the same reason (it cannot be imported twice at all)."""
-    torch = pytest.importorskip("torch")
+    torch: ModuleType = pytest.importorskip("torch")
     # Its first call imports hundreds of modules (torch._dynamo, _inductor) that register
     # operators: they too must load before any snapshot, or the next inner run fails.
     torch.use_deterministic_algorithms(

@@ -272,7 +272,9 @@ class Run:
                     self.state[source] = (f"randomly:{nodeid}:{phase}", 0)
             self._open()
 
-    def _test(self, module: Module, test: Case, following: tuple[Module, Case] | None) -> None:
+    def _test(  # noqa: C901 - one test, step by step as pytest runs it
+        self, module: Module, test: Case, following: tuple[Module, Case] | None
+    ) -> None:
         nodeid = f"{module.name}.py::{test.name}"
         # The module's scope begins: the state its import left, for its own tests.
         if module.name in self._import_left and module.name not in self._entered:

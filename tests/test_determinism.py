@@ -21,7 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_rngguard import deterministic
-from pytest_rngguard.determinism import RECIPE_ENV, SEED_LIMIT, Recipe, derive_seed
+from pytest_rngguard.determinism import RECIPE_ENV, SEED_LIMIT, Recipe, apply, derive_seed, undo
+from pytest_rngguard.sources import build_sources
+from pytest_rngguard.sources.env import DEFAULT_VARIABLES
+from pytest_rngguard.sourceset import SourceSet
 
 try:
     import torch
@@ -35,6 +38,11 @@ DETERMINISM_VARIABLES = (
     "CUBLAS_WORKSPACE_CONFIG",
     "PYTHONHASHSEED",
 )
+
+
+def legacy_numpy_state() -> Any:
+    """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
+    return np.random.get_state()
 
 
 @contextlib.contextmanager
@@ -100,7 +108,7 @@ def draws() -> tuple[Any, ...]:
 
 def global_states() -> tuple[Any, ...]:
     """The state of every library's global generator (torch's too, where it is installed)."""
-    numpy_state = np.random.get_state()
+    numpy_state = legacy_numpy_state()
     states = (
         random.getstate(),
         numpy_state[0],
@@ -328,6 +336,26 @@ def test_deterministic_puts_everything_back_when_the_block_raises() -> None:
     assert global_states() == before
     if flags is not None:
         assert torch_flags() == flags
+
+
+@needs_torch
+def test_apply_tells_record_the_environment_and_torch_flags_as_they_were_before_it() -> None:
+    # The plugin puts them back to that at the end of the test, whatever the test changed of
+    # them (see test_marker_undo.py).
+    sources = SourceSet(build_sources(DEFAULT_VARIABLES))
+    env, flags = sources.get("env"), sources.get("torch.flags")
+    assert env is not None
+    assert flags is not None
+    before = {"env": env.capture(), "torch.flags": flags.capture()}
+    told: dict[str, Any] = {}
+    applied = apply(Recipe(3), sources, record=told.__setitem__)
+    try:
+        assert {name: told[name] for name in before} == before
+        assert env.capture() != before["env"]
+        assert flags.capture() != before["torch.flags"]
+    finally:
+        undo(applied, sources)
+    assert {"env": env.capture(), "torch.flags": flags.capture()} == before
 
 
 def test_nested_deterministic_blocks_put_back_their_own_state() -> None:

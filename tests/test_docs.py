@@ -15,7 +15,8 @@ How examples are written, the convention this file enforces:
     loads no plugin but this one (and pytest-randomly where the command names it, Hypothesis's
     where the project uses Hypothesis): other installed plugins change the output (one that
     imports numpy adds it to the header's sources).  The environment has no
-    ``PYTHONHASHSEED``, ``GITHUB_ACTIONS`` and ``PYTEST_ADDOPTS`` unless the command sets them.
+    ``PYTHONHASHSEED``, ``GITHUB_ACTIONS``, ``GITHUB_WORKSPACE`` and ``PYTEST_ADDOPTS`` unless
+    the command sets them.
   - ``cat PATH`` shows a file of the project as the previous command left it.
   - Every other command (``pip``, ``git``, ``bash``, ...) is an instruction: not run.
 
@@ -70,7 +71,7 @@ NOT_RUN = "<!-- docs-test: not run"
 IN_REPOSITORY = "<!-- docs-test: run in the repository"
 CONTENT_OF = re.compile(r"^(?:#|//|;)\s*content of (\S+)\s*$")
 HEADER_LINES = ("platform ", "rootdir:", "configfile:", "plugins:", "cachedir:", "testpaths:")
-UNSET_FOR_RUNS = ("PYTHONHASHSEED", "GITHUB_ACTIONS", "PYTEST_ADDOPTS")
+UNSET_FOR_RUNS = ("PYTHONHASHSEED", "GITHUB_ACTIONS", "GITHUB_WORKSPACE", "PYTEST_ADDOPTS")
 #: The output of each pytest run so far in this process, by project, command and settings.
 OUTPUTS: dict[tuple[object, ...], str] = {}
 
@@ -297,6 +298,7 @@ def run_session(
     # Several sections often show parts of one run's output: run it once per process, unless
     # a later command reads the files the run writes.
     cacheable = all(command.argv[0] == "pytest" for command in example.commands)
+    output: str | None
     for command in example.commands:
         where = f"{example.id}: $ {shlex.join(command.argv)}"
         if command.argv[0] == "cat":

@@ -293,10 +293,10 @@ try:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover
-    given = None
+    given = None  # type: ignore[assignment]
 
 ODD_TEXT = st.sampled_from(["", " ", "0", "-1", "1", "2", "yes", "maybe", "all", "x=y", "\t"]) | (
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6)
     if given is not None
     else None
 )

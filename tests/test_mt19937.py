@@ -76,7 +76,7 @@ numpy_starts = st.one_of(
 
 def _numpy_generator(key: bytes, pos: int) -> np.random.RandomState:
     generator = np.random.RandomState()
-    generator.set_state(("MT19937", np.frombuffer(key, dtype="<u4").astype(np.uint32), pos))
+    generator.set_state(("MT19937", np.frombuffer(key, dtype="<u4").astype(np.uint32), pos, 0, 0.0))
     return generator
 
 
@@ -232,7 +232,7 @@ def test_a_state_set_from_another_python_generator_is_replaced(
 @settings(max_examples=12, deadline=None)
 @given(generator=python_starts, seed=st.integers(-(2**70), 2**70) | st.text() | st.binary())
 def test_seeding_a_python_generator_with_anything_is_reseeded(
-    generator: random.Random, seed: object
+    generator: random.Random, seed: int | str | bytes
 ) -> None:
     before = state_of(generator)
     generator.seed(seed)
@@ -282,7 +282,7 @@ def test_going_back_to_an_earlier_state_is_replaced() -> None:
 
 @settings(max_examples=50, deadline=None)
 @given(seed=st.integers(-(2**100), 2**100) | st.text() | st.binary())
-def test_looks_seeded_recognises_random_seed(seed: object) -> None:
+def test_looks_seeded_recognises_random_seed(seed: int | str | bytes) -> None:
     generator = random.Random()
     generator.seed(seed)
     assert mt.looks_seeded(state_of(generator))

@@ -43,7 +43,7 @@ from test_scopes import OBSERVER
 LONG = int(os.environ.get("RNGGUARD_ORACLE_EXAMPLES", "0"))
 
 
-def examples(ci: int) -> Any:
+def examples(ci: int) -> settings:
     return settings(
         max_examples=LONG or ci,
         derandomize=not LONG,
@@ -292,11 +292,11 @@ def concrete(source: str, value: Any) -> str | None:
         return numpy_print(state.get_state())
     import torch
 
-    generator = torch.Generator()
-    generator.manual_seed(seed)
+    torch_generator = torch.Generator()
+    torch_generator.manual_seed(seed)
     for _ in range(draws):
-        torch.rand(1, generator=generator)
-    return torch_print(generator.get_state())
+        torch.rand(1, generator=torch_generator)
+    return torch_print(torch_generator.get_state())
 
 
 def check_seen(model: Run, lines: list[dict[str, Any]], sources: tuple[str, ...]) -> None:

@@ -199,9 +199,10 @@ def test_uninstall_leaves_alone_what_someone_else_replaced_since(
     def replacement(value: int) -> None:
         pass
 
-    fake_library.seed = replacement
+    library: Any = fake_library
+    library.seed = replacement
     made.uninstall()
-    assert fake_library.seed is replacement
+    assert library.seed is replacement
 
 
 def test_seeders_of_libraries_not_loaded_are_skipped_without_importing_them(
@@ -223,7 +224,7 @@ def test_wrappers_of_the_real_seeding_functions_keep_name_signature_and_result(
     interceptor: tuple[Interceptor, Calls],
 ) -> None:
     made, calls = interceptor
-    sources = [
+    sources: list[Source] = [
         PythonRandomSource(),
         NumpySource(),
         TorchSource(),

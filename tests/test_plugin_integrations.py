@@ -79,6 +79,7 @@ SET_BY_LIBRARIES = (
     "CUDA_LAUNCH_BLOCKING",
     "HCCL_DETERMINISTIC",
     "FLASH_ATTENTION_DETERMINISTIC",
+    "ASCEND_LAUNCH_BLOCKING",
 )
 
 
@@ -191,6 +192,7 @@ def test_transformers_full_determinism_flips_environment_and_flags(
         "CUDA_LAUNCH_BLOCKING",
         "HCCL_DETERMINISTIC",
         "FLASH_ATTENTION_DETERMINISTIC",
+        "ASCEND_LAUNCH_BLOCKING",
     }
     for name in variables:
         assert where(leaks["env", name]) == (

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
+import shutil
+from pathlib import Path
 
 import pytest
+import rng_observer
 from conftest import QUEUED_CUDA, leak_rows, run, run_with_report
 
 # -- where ---------------------------------------------------------------------------------
@@ -404,6 +408,33 @@ def test_attributes_a_library_first_imported_in_the_middle_of_a_test(
     assert (leak["origin"]["line"], leak["origin"]["function"]) == (6, "test_imports_numpy_late")
 
 
+def test_names_the_line_that_called_the_library_api_not_the_library(
+    pytester: pytest.Pytester,
+) -> None:
+    # Only the session's own guard is paused around its own seeding; the library's context
+    # managers run for the user's code, which is where their changes come from.
+    pytester.makepyfile(
+        test_fixture="""
+        import pytest
+        import pytest_rngguard
+
+        @pytest.fixture
+        def reproducible():
+            with pytest_rngguard.deterministic(0):
+                yield
+
+        def test_uses_it(reproducible):
+            pass
+        """
+    )
+    _, report = run_with_report(pytester)
+    setup = [leak for leak in report["leaks"] if leak["source"] == "env" and leak["fixture"]]
+    assert {leak["detail"] for leak in setup} >= {"VLLM_ENABLE_V1_MULTIPROCESSING"}
+    assert {(leak["origin"]["file"], leak["origin"]["line"]) for leak in setup} == {
+        ("test_fixture.py", 6)
+    }
+
+
 # -- other plugins that seed -----------------------------------------------------------------
 
 
@@ -530,6 +561,53 @@ def test_pytest_randomly_reseeds_are_never_leaks_but_the_tests_own_still_are(
     ]
 
 
+NESTED_SESSION = """
+    import json
+    import os
+    import random
+
+    import rng_observer
+
+    pytest_plugins = ["pytester"]
+
+    def test_runs_an_inner_session(pytester):
+        pytester.makepyfile(test_inner="import random\\ndef test_leaks():\\n    random.seed(1)\\n")
+        for seed in (15, 16):  # the second starts from what the first put back, unseen
+            result = pytester.runpytest_inprocess("-p", "randomly", f"--randomly-seed={seed}")
+            result.assert_outcomes(passed=1, warnings=1)  # the inner guard's own report
+        with open(os.environ["AFTER_INNER"], "w") as handle:
+            json.dump(rng_observer.random_print(random.getstate()), handle)
+
+    def test_next():
+        pass
+    """
+
+
+def test_an_inner_session_with_pytest_randomly_and_its_own_guard_is_no_leak_of_the_outer(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytester-based suites of other plugins (pytest-randomly's own) run such sessions: the
+    # inner guard puts its test's start back, past pytest-randomly's reseeds, unseen by the
+    # outer one, whose stretch saw those reseeds only as an ignored module's.
+    pytest.importorskip("pytest_randomly")
+    shutil.copy(Path(rng_observer.__file__), pytester.path / "rng_observer.py")
+    monkeypatch.setenv("RNG_OBSERVATIONS", str(pytester.path / "seen.jsonl"))
+    monkeypatch.setenv("AFTER_INNER", str(pytester.path / "after_inner.json"))
+    pytester.makepyfile(test_outer=NESTED_SESSION)
+    result, report = run_with_report(pytester, "-p", "rng_observer")
+    result.assert_outcomes(passed=2)
+    assert report["leaks"] == []
+    # What the inner sessions left is what pytest-randomly seeded the last with for the
+    # session (its per-test reseeds and the inner test's own seed were put back by the inner
+    # guard)...
+    left = json.loads((pytester.path / "after_inner.json").read_text())
+    assert left == rng_observer.random_print(random.Random(16).getstate())
+    # ...and the outer guard put back the outer test's start all the same.
+    observed = rng_observer.read(pytester.path / "seen.jsonl")
+    seen = {line["nodeid"]: line["seen"]["random"] for line in observed}
+    assert seen["test_outer.py::test_next"] == seen["test_outer.py::test_runs_an_inner_session"]
+
+
 def test_hypothesis_tests_that_draw_are_not_leaks(pytester: pytest.Pytester, numpy: object) -> None:
     pytest.importorskip("hypothesis")
     pytester.makepyfile(
@@ -606,14 +684,15 @@ def test_keeps_nothing_of_a_finished_test(pytester: pytest.Pytester) -> None:
         """
         import gc
 
-        from pytest_rngguard.plugin import ItemRun, guard_key
+        from pytest_rngguard.plugin import guard_key
+        from pytest_rngguard.session import ItemRun
 
         def pytest_sessionfinish(session):
             guard = session.config.stash[guard_key]
             names = {item.nodeid for item in session.items}
             alive = [o.nodeid for o in gc.get_objects()
                      if type(o) is ItemRun and o.nodeid in names]
-            held = (guard.current, guard.earlier)
+            held = (guard.current, guard.gate.earlier)
             print(f"kept: {alive} {held}")
         """
     )
@@ -643,7 +722,7 @@ def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
     pytester: pytest.Pytester,
 ) -> None:
     # No check runs around it (it runs no user code); a real fixture is still checked.
-    from pytest_rngguard.plugin import _stand_in_function
+    from pytest_rngguard.compat import stand_in_fixture_function
 
     items = pytester.getitems(
         """
@@ -659,7 +738,7 @@ def test_recognises_pytests_stand_in_fixture_for_a_parametrize_argument(
         """
     )
     definitions = items[0]._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
-    stand_in = _stand_in_function()
+    stand_in = stand_in_fixture_function()
     assert stand_in is not None
     assert definitions["i"][-1].func is stand_in
     assert definitions["indirect"][-1].func is not stand_in

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import leak_rows, run, run_with_report
+
+from pytest_rngguard.sources import BUILTIN_NAMES
 
 BAD_ALLOW = """
     import pytest
@@ -39,11 +43,61 @@ def test_shows_mode_strictness_seed_and_sources_in_the_header(
     pytester: pytest.Pytester, numpy: object
 ) -> None:
     pytester.makepyfile("def test_nothing(): pass")
-    run(pytester).stdout.fnmatch_lines(
+    run(pytester, "-vv").stdout.fnmatch_lines(
         ["rngguard: mode=warn strict=no seed=0 sources=random,numpy*"]
     )
     run(pytester, "--rngguard=fail", "--rngguard-strict", "--rngguard-seed=7").stdout.fnmatch_lines(
         ["rngguard: mode=fail strict=yes seed=7 sources=random,numpy*"]
+    )
+
+
+def test_the_header_line_is_left_out_where_it_would_only_repeat_the_defaults(
+    pytester: pytest.Pytester,
+) -> None:
+    # Other plugins' pytester-based suites read their inner sessions' output by line number.
+    pytester.makepyfile("def test_nothing(): pass")
+    for verbosity in ([], ["-v"]):
+        with_it, without = run(pytester, *verbosity), run(pytester, "-p", "no:rngguard", *verbosity)
+        assert _same_but_plugins(with_it, without)
+    pytester.makeini("[pytest]\nrngguard_seed = 3\n")
+    run(pytester).stdout.fnmatch_lines(["rngguard: mode=warn strict=no seed=3 sources=*"])
+
+
+def _same_but_plugins(one: pytest.RunResult, other: pytest.RunResult) -> bool:
+    """Whether two runs printed the same lines, but for the durations and the list of
+    plugins (which names this one where it is loaded)."""
+
+    def kept(result: pytest.RunResult) -> list[str]:
+        return [
+            re.sub(r" in [\d.]+s ", " in Ns ", line)
+            for line in result.stdout.lines
+            if not line.startswith("plugins:")
+        ]
+
+    return kept(one) == kept(other)
+
+
+def test_a_session_with_leaks_shows_the_settings_at_the_top_of_its_summary(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("import random\n\ndef test_seeds():\n    random.seed(1)\n")
+    result = run(pytester)
+    result.stdout.fnmatch_lines(
+        ["*= rngguard =*", "rngguard: mode=warn strict=no seed=0 sources=*", "1 leak of *"],
+        consecutive=True,
+    )
+    assert sum(line.startswith("rngguard: mode=") for line in result.stdout.lines) == 1
+
+
+def test_the_header_names_the_sources_checked_once_their_library_is_imported(
+    pytester: pytest.Pytester,
+) -> None:
+    # A fresh process that has imported no RNG library: all but random and env come later,
+    # and are checked then (test_plugin_leaks: a library first imported in a test).
+    pytester.makepyfile("def test_nothing(): pass")
+    later = ",".join(name for name in BUILTIN_NAMES if name not in ("random", "env"))
+    run(pytester, "-vv", alone=True).stdout.fnmatch_lines(
+        [f"rngguard: mode=warn strict=no seed=0 sources=random,env (and {later} once imported)"]
     )
 
 

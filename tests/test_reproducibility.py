@@ -213,7 +213,7 @@ def test_any_changed_element_is_found_at_its_index(
 
 
 def test_nested_containers_report_the_path_to_the_difference() -> None:
-    first = {"layers": [{"weights": (1.0, 2.0, 3.0)}], "name": "m"}
+    first: dict[str, Any] = {"layers": [{"weights": (1.0, 2.0, 3.0)}], "name": "m"}
     second = copy.deepcopy(first)
     second["layers"][0]["weights"] = (1.0, 2.0, 3.5)
     assert difference(first, second, "record 'model'") == (

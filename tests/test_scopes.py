@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+from conftest import leak_rows, require, run_with_report
 from rng_observer import numpy_print, random_print
 
 OBSERVER = (Path(__file__).parent / "rng_observer.py").read_text(encoding="utf-8")
@@ -473,3 +473,57 @@ def test_scikit_learn_seeded_by_sklearn_seed_starts_every_test_from_the_same_sta
         )
     assert len(runs[0]) > 3
     assert runs[0] == runs[1]
+
+
+def make_package_that_seeds_in_setup_module(pytester: pytest.Pytester, *, first: str) -> None:
+    """A package whose ``__init__.py`` seeds ``random`` in ``setup_module`` (as
+    scikit-learn's does), and whose first test is ``first``."""
+    package = pytester.mkpydir("pkg")
+    (package / "__init__.py").write_text(
+        "import random\n\ndef setup_module(module):\n    random.seed(42)\n", encoding="utf-8"
+    )
+    (package / "test_a.py").write_text(
+        f"import random\n\n\ndef test_first():\n    {first}\n\n\n"
+        "def test_second():\n    random.random()\n",
+        encoding="utf-8",
+    )
+
+
+def test_names_a_packages_setup_module_not_the_first_test_as_who_changed_the_state(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest runs a package's ``setup_module`` in the setup of the package's first test:
+    the warning, the failure and the JSON report name the setup, not the test."""
+    make_package_that_seeds_in_setup_module(pytester, first="pass")
+    result, report = run_with_report(pytester, "--rngguard=fail", subprocess=True)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "setup_module of package 'pkg', run before pkg/test_a.py::test_first, changed "
+            "global random state:",
+            "  random reseeded during setup (setup_module of package 'pkg') at "
+            "pkg/__init__.py:4 in setup_module",
+        ]
+    )
+    assert "pkg/test_a.py::test_first changed global random state" not in result.stdout.str()
+    assert leak_rows(report, "nodeid", "phase", "fixture", "scope") == [
+        ("pkg/test_a.py::test_first", "setup", None, "setup_module of package 'pkg'")
+    ]
+
+
+def test_names_the_first_test_and_its_packages_setup_module_when_both_changed_the_state(
+    pytester: pytest.Pytester,
+) -> None:
+    make_package_that_seeds_in_setup_module(pytester, first="random.seed(7)")
+    result, report = run_with_report(pytester, subprocess=True)
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*pkg/test_a.py::test_first and setup_module of package 'pkg' (run before it) "
+            "changed global random state:",
+        ]
+    )
+    assert leak_rows(report, "phase", "scope") == [
+        ("call", "test"),
+        ("setup", "setup_module of package 'pkg'"),
+    ]

@@ -71,7 +71,7 @@ def test_the_error_names_the_option_it_was_given() -> None:
 
 
 names = st.from_regex(r"_{0,2}[A-Za-z][A-Za-z0-9_]{0,15}", fullmatch=True)
-values = st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)), max_size=10)
+values = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=10)
 
 
 @settings(max_examples=100, deadline=None)

@@ -42,6 +42,11 @@ except ImportError:  # the 3.10, 3.12 and 3.13 CI environments have no torch
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 
+def legacy_numpy_state() -> Any:
+    """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
+    return np.random.get_state()
+
+
 @pytest.fixture
 def no_registered_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     """``register_source`` is process-wide: start and end each test with none registered."""
@@ -107,10 +112,10 @@ def test_snapshot_of_unchanged_state_has_no_differences() -> None:
 
 
 def test_snapshot_does_not_change_what_it_captures() -> None:
-    python, numpy_state = random.getstate(), np.random.get_state()
+    python, numpy_state = random.getstate(), legacy_numpy_state()
     snapshot().restore()
     assert random.getstate() == python
-    assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+    assert np.array_equal(legacy_numpy_state()[1], numpy_state[1])
 
 
 def test_diff_lists_each_changed_source_with_its_kind_and_detail() -> None:
@@ -186,14 +191,14 @@ def test_snapshot_never_imports_a_library_the_user_did_not() -> None:
 
 
 def test_guard_raises_an_assertion_error_naming_the_line_that_seeded() -> None:
-    before = np.random.get_state()
+    before = legacy_numpy_state()
     with pytest.raises(RNGLeakError) as raised, guard():
         seed_numpy_like_a_library()
     assert isinstance(raised.value, AssertionError)
     message = str(raised.value)
     assert "numpy reseeded" in message
     assert f"test_snapshot_and_guard.py:{SEED_LINE} in seed_numpy_like_a_library" in message
-    assert np.array_equal(np.random.get_state()[1], before[1])  # put back before raising
+    assert np.array_equal(legacy_numpy_state()[1], before[1])  # put back before raising
 
 
 def test_guard_names_the_environment_variable_that_was_set() -> None:
@@ -303,7 +308,7 @@ def test_isolated_puts_everything_back_on_exit() -> None:
 
 
 def test_isolated_puts_everything_back_on_exception() -> None:
-    numpy_state = np.random.get_state()
+    numpy_state = legacy_numpy_state()
     os.environ.pop("HCCL_DETERMINISTIC", None)
 
     def seed_then_fail() -> None:
@@ -313,7 +318,7 @@ def test_isolated_puts_everything_back_on_exception() -> None:
 
     with pytest.raises(KeyError), isolated():
         seed_then_fail()
-    assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+    assert np.array_equal(legacy_numpy_state()[1], numpy_state[1])
     assert "HCCL_DETERMINISTIC" not in os.environ
 
 
@@ -389,8 +394,11 @@ def _entry_points(
     """Install a distribution that declares ``values`` as source entry points, next to one
     that declares only entry points of other groups."""
     lines = "".join(f"{name} = {value}\n" for name, value in values)
-    _install(tmp_path, "rngguard_probe", f"[console_scripts]\nprobe = os:getcwd\n\n"
-             f"[{registry.ENTRY_POINT_GROUP}]\n{lines}")
+    _install(
+        tmp_path,
+        "rngguard_probe",
+        f"[console_scripts]\nprobe = os:getcwd\n\n[{registry.ENTRY_POINT_GROUP}]\n{lines}",
+    )
     _install(tmp_path, "rngguard_other", "[pytest11]\nother = os\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
@@ -474,8 +482,17 @@ def test_the_public_api_is_what_the_spec_names() -> None:
 
 def test_every_public_name_is_the_api_even_after_every_module_is_loaded() -> None:
     # The names load lazily; a submodule of the same name must never shadow one.
-    for module in ("determinism", "guards", "monitor", "plugin", "report", "reproducibility",
-                   "settings", "snapshots", "sources"):
+    for module in (
+        "determinism",
+        "guards",
+        "monitor",
+        "plugin",
+        "report",
+        "reproducibility",
+        "settings",
+        "snapshots",
+        "sources",
+    ):
         importlib.import_module(f"pytest_rngguard.{module}")
     for name in pytest_rngguard.__all__:
         value = getattr(pytest_rngguard, name)

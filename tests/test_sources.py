@@ -21,7 +21,7 @@ from pytest_rngguard.sources.numpy import NumpySource
 from pytest_rngguard.sources.python_random import PythonRandomSource
 from pytest_rngguard.sources.torch import TorchSource
 from pytest_rngguard.sources.torch_cuda import QUEUED, CudaState, TorchCudaSource
-from pytest_rngguard.sources.torch_flags import TorchFlags, TorchFlagsSource
+from pytest_rngguard.sources.torch_flags import TorchFlagsSource
 
 try:
     import torch
@@ -37,11 +37,16 @@ pytestmark = pytest.mark.allow_rng_leak(
 )
 
 
+def legacy_numpy_state() -> Any:
+    """NumPy's global state, the legacy tuple it is at run time (its stubs say a dict)."""
+    return np.random.get_state()
+
+
 @pytest.fixture(autouse=True)
 def _global_state_kept() -> Iterator[None]:
     """Put the generators and flags back with the libraries' own API (not the code under
     test), so no test sees another's."""
-    python, numpy_state = random.getstate(), np.random.get_state()
+    python, numpy_state = random.getstate(), legacy_numpy_state()
     torch_state = torch.get_rng_state() if torch is not None else None
     flags = flags_now() if torch is not None else None
     yield
@@ -138,7 +143,7 @@ def test_random_using_only_the_cached_gaussian_is_advanced() -> None:
 
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(-(2**70), 2**70) | st.text(max_size=20))
-def test_random_seed_is_reseeded(seed: object) -> None:
+def test_random_seed_is_reseeded(seed: int | str) -> None:
     source = PythonRandomSource()
     random.random()
     before = source.capture()
@@ -220,12 +225,12 @@ def test_numpy_restore_brings_back_a_pending_gaussian() -> None:
     source = NumpySource()
     np.random.seed(4)
     np.random.standard_normal()  # computes a pair, caches the second
-    assert np.random.get_state()[3] == 1
+    assert legacy_numpy_state()[3] == 1
     state = source.capture()
     cached = np.random.standard_normal()
     np.random.standard_normal()
     source.restore(state)
-    assert np.random.get_state()[3] == 1
+    assert legacy_numpy_state()[3] == 1
     assert np.random.standard_normal() == cached
 
 
@@ -535,7 +540,7 @@ def set_variables(values: dict[str, str | None]) -> None:
 env_values = st.dictionaries(
     st.sampled_from(TEST_VARIABLES),
     st.none()
-    | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=10),
+    | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=10),
 )
 
 
@@ -636,19 +641,19 @@ def test_env_is_not_seedable() -> None:
 # -- torch.flags -----------------------------------------------------------------------------
 
 
-flag_values = st.builds(TorchFlags, st.booleans(), st.booleans(), st.booleans(), st.booleans())
+# The determinism switches; the numerics settings the source also watches (matmul precision,
+# TF32, fp32_precision, reductions, default dtype) are tested in test_torch_settings.py.
+Flags = tuple[bool, bool, bool, bool]
+flag_values = st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans())
 
 
-def set_flags_directly(flags: TorchFlags) -> None:
-    torch.use_deterministic_algorithms(
-        flags.deterministic_algorithms, warn_only=flags.deterministic_algorithms_warn_only
-    )
-    torch.backends.cudnn.deterministic = flags.cudnn_deterministic
-    torch.backends.cudnn.benchmark = flags.cudnn_benchmark
+def set_flags_directly(flags: Flags) -> None:
+    torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2:]
 
 
-def flags_now() -> TorchFlags:
-    return TorchFlags(
+def flags_now() -> Flags:
+    return (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.deterministic,
@@ -659,23 +664,24 @@ def flags_now() -> TorchFlags:
 @needs_torch
 @settings(max_examples=30, deadline=None)
 @given(first=flag_values, then=flag_values)
-def test_torch_flags_restore_returns_every_flag(first: TorchFlags, then: TorchFlags) -> None:
+def test_torch_flags_restore_returns_every_flag(first: Flags, then: Flags) -> None:
     source = TorchFlagsSource()
     set_flags_directly(first)
     expected = flags_now()
     state = source.capture()
-    assert state == expected
+    assert state[:4] == expected
     set_flags_directly(then)
     source.restore(state)
     assert flags_now() == expected
+    assert source.capture() == state
 
 
 @needs_torch
 def test_torch_flags_classify_names_each_flag() -> None:
     source = TorchFlagsSource()
-    set_flags_directly(TorchFlags(False, False, False, False))
+    set_flags_directly((False, False, False, False))
     before = source.capture()
-    set_flags_directly(TorchFlags(True, True, False, True))
+    set_flags_directly((True, True, False, True))
     assert source.classify(before, source.capture()) == [
         Difference(CHANGED, "deterministic_algorithms", "False -> True"),
         Difference(CHANGED, "deterministic_algorithms_warn_only", "False -> True"),
@@ -691,5 +697,5 @@ def test_torch_flags_classify_names_each_flag() -> None:
 @needs_torch
 def test_torch_flags_seen_for_the_first_time_are_not_reported() -> None:
     source = TorchFlagsSource()
-    set_flags_directly(TorchFlags(True, False, True, False))
+    set_flags_directly((True, False, True, False))
     assert source.classify(None, source.capture()) == []

@@ -102,11 +102,12 @@ def _entry_points() -> Iterable[EntryPoint]:
     it, only the first distribution of a name on ``sys.path`` counts."""
     from importlib.metadata import distributions
 
+    from ..compat import distribution_name
+
     header = f"[{ENTRY_POINT_GROUP}]"
     seen: set[str] = set()
     for dist in distributions():
-        # A path's own name (cheap); where a distribution lacks it, no shadowing is known.
-        name = getattr(dist, "_normalized_name", None)
+        name = distribution_name(dist)
         if name is not None:
             if name in seen:
                 continue

@@ -19,6 +19,8 @@ DEFAULT_VARIABLES = (
     "PL_SEED_WORKERS",
     "FLASH_ATTENTION_DETERMINISTIC",
     "HCCL_DETERMINISTIC",
+    # Set by transformers' enable_full_determinism() for Ascend NPUs, beside the two above.
+    "ASCEND_LAUNCH_BLOCKING",
 )
 
 

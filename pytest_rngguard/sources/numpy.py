@@ -84,7 +84,7 @@ def _numpy_memory() -> _NumpyMemory | None:
         probe = RandomState(MT19937(0))
         state: list[Any] = list(probe.get_state())
         state[3], state[4] = 1, _PROBE_GAUSS
-        probe.set_state(tuple(state))  # type: ignore[arg-type]
+        probe.set_state(tuple(state))
         size = type(probe).__basicsize__
         offset = ctypes.string_at(id(probe), size).find(struct.pack("d", _PROBE_GAUSS))
         if offset < 8:
@@ -96,19 +96,15 @@ def _numpy_memory() -> _NumpyMemory | None:
             expected: Any = probe.get_state()
             key, gauss = memory.read(probe, _address(probe))
             has_gauss, cached = struct.unpack_from("i4xd", gauss)
-            if (
-                memory.mt_state(key) != mt.MTState(expected[1].tobytes(), expected[2])
-                or (has_gauss, cached) != (expected[3], expected[4])
-            ):
+            key_read = memory.mt_state(key) == mt.MTState(expected[1].tobytes(), expected[2])
+            if not key_read or (has_gauss, cached) != (expected[3], expected[4]):
                 return None
         other = RandomState(MT19937(3))
         other.standard_normal(5)
         memory.write(probe, _address(probe), memory.read(other, _address(other)))
         got: Any = probe.get_state()
         want: Any = other.get_state()
-        if not (
-            (got[1] == want[1]).all() and got[2:] == want[2:]
-        ):
+        if not ((got[1] == want[1]).all() and got[2:] == want[2:]):
             return None
     except Exception:  # pragma: no cover - any surprise means: use the public API
         return None
@@ -318,8 +314,13 @@ def _thawed(value: Any) -> Any:
     """A frozen bit generator state back as the dict its ``state`` setter takes."""
     import numpy
 
-    if isinstance(value, tuple) and value and all(
-        isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in value
+    if (
+        isinstance(value, tuple)
+        and value
+        and all(
+            isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+            for item in value
+        )
     ):
         return {k: _thawed(v) for k, v in value}
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], bytes):

@@ -34,7 +34,7 @@ class PythonRandomSource(ModuleSource):
     def _global() -> Any:
         """The instance the module functions draw from (they are its bound methods)."""
         inst = getattr(random.getstate, "__self__", None)
-        return inst if inst is not None else random._inst  # type: ignore[attr-defined]
+        return inst if inst is not None else random._inst
 
     def _viewed(self, inst: Any) -> Any:
         """A raw view of ``inst``'s state: only of an exact ``random.Random`` (a subclass may

@@ -57,9 +57,7 @@ class CudaState:
 Decided: TypeAlias = "tuple[str, int | None] | None"
 
 
-def _deciding(
-    queued: Sequence[tuple[str, int | None]], count: int, current: int
-) -> list[Decided]:
+def _deciding(queued: Sequence[tuple[str, int | None]], count: int, current: int) -> list[Decided]:
     """For each device, the queued call whose seed it starts with when CUDA initialises."""
     decided: list[Decided] = [None] * count
     for entry in queued:

@@ -144,9 +144,9 @@ def test_operation_by_operation_under_the_reproducibility_gate(
             seen += " (warned: no deterministic implementation)"
         table.setdefault(op, {})[variant] = seen
     observe("determinism table", table)
-    for op, seen in table.items():
-        if "deterministic" in seen:
-            result = seen["deterministic"]
+    for op, variants in table.items():
+        if "deterministic" in variants:
+            result = variants["deterministic"]
             assert result == "reproducible in 3 runs" or (
                 result.startswith("raised") and NO_DETERMINISTIC_IMPLEMENTATION in result
             ), (op, result)

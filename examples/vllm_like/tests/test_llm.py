@@ -27,11 +27,11 @@ def test_in_process_engine_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
     # vLLM's reproducibility recipe; the context puts the variable back before the test ends.
     with monkeypatch.context() as env:
         env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        llm = LLM(model=MODEL)  # seed=None: V1's default seed 0
+        llm = LLM(model=MODEL)  # seed=0, vLLM's default
     llm.generate(PROMPTS, SAMPLING)
 
-    # The engine reseeded this process: user code now draws what seed 0 draws.
-    # rngguard reports it, with the line in vllm_like/engine.py that did it.
+    # The engine's worker seeded this process (twice): user code now draws what seed 0 draws.
+    # rngguard reports it, with the line in vllm_like/seeding.py that did it.
     assert llm.in_process
     assert random.random() == random.Random(0).random()
 
@@ -53,7 +53,7 @@ def test_worker_process_engine_does_not_leak(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.deterministic
 def test_generation_is_reproducible_with_the_deterministic_marker(rngguard: Any) -> None:
     # The marker seeds every generator and sets VLLM_ENABLE_V1_MULTIPROCESSING=0, so the
-    # engine runs here; it puts all of it back after the test, the engine's reseeding too.
+    # engine runs here; it puts all of it back after the test, the worker's reseeding too.
     prompts = random.sample(PROMPTS, k=len(PROMPTS))  # the test's own randomness, seeded
     llm = LLM(model=MODEL)
     outputs = llm.generate(prompts, SAMPLING)

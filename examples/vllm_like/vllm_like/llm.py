@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .engine import DEFAULT_SEED, EngineCore, run_engine_core
+from .engine import EngineCore, run_engine_core
 from .params import RequestOutput, SamplingParams
+from .seeding import DEFAULT_SEED
 
 STARTUP_TIMEOUT = 120.0
 
@@ -29,8 +31,10 @@ class EngineClient(Protocol):
 class InprocClient:
     """The engine core in this process: its seeding changes this process's generators."""
 
-    def __init__(self, model: str, seed: int, nondeterministic_sampling: bool) -> None:
-        self.core = EngineCore(model, seed, nondeterministic_sampling=nondeterministic_sampling)
+    def __init__(self, model: str, seed: int, dp_index: int, nondeterministic: bool) -> None:
+        self.core = EngineCore(
+            model, seed, data_parallel_index=dp_index, nondeterministic_sampling=nondeterministic
+        )
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[RequestOutput]:
         return self.core.generate(prompts, params)
@@ -44,12 +48,12 @@ class MPClient:
     may be in use): it seeds and samples there, and this process's generators stay as
     they were."""
 
-    def __init__(self, model: str, seed: int, nondeterministic_sampling: bool) -> None:
+    def __init__(self, model: str, seed: int, dp_index: int, nondeterministic: bool) -> None:
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
         self._process = context.Process(
             target=run_engine_core,
-            args=(child, model, seed, nondeterministic_sampling),
+            args=(child, model, seed, dp_index, nondeterministic),
             name="EngineCore",
             daemon=True,
         )
@@ -90,22 +94,38 @@ def _stop(process: multiprocessing.process.BaseProcess, connection: Any) -> None
 class LLM:
     """Offline generation, like ``vllm.LLM``.
 
-    ``seed=None`` means vLLM V1's default seed, 0: the engine is always seeded.  Where the
-    seeding happens depends on ``VLLM_ENABLE_V1_MULTIPROCESSING`` at construction time: in
-    a worker process by default, in this very process when it is ``"0"``.
+    ``seed`` is an ``int``, 0 by default, as in vLLM: the engine is always seeded, and
+    ``seed=None`` (deprecated) seeds it with 0 too.  Where the seeding happens depends on
+    ``VLLM_ENABLE_V1_MULTIPROCESSING`` at construction time: in a worker process by default,
+    in this very process when it is ``"0"``.  ``data_parallel_rank`` above 0 derives the
+    worker's second seed from the seed and the rank, as vLLM's data-parallel engines do.
 
     ``nondeterministic_sampling=True`` plants a source of randomness that no seed controls,
     for the reproducibility gate to catch.
     """
 
     def __init__(
-        self, model: str, seed: int | None = None, *, nondeterministic_sampling: bool = False
+        self,
+        model: str,
+        seed: int = DEFAULT_SEED,
+        *,
+        data_parallel_rank: int = 0,
+        nondeterministic_sampling: bool = False,
     ) -> None:
+        if seed is None:
+            warnings.warn(
+                "seed=None is deprecated: the engine is seeded with 0 all the same",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            seed = DEFAULT_SEED
         self.model = model
-        self.seed = DEFAULT_SEED if seed is None else seed
+        self.seed = seed
         self.in_process = not multiprocessing_enabled()
         client = InprocClient if self.in_process else MPClient
-        self._client: EngineClient = client(model, self.seed, nondeterministic_sampling)
+        self._client: EngineClient = client(
+            model, seed, data_parallel_rank, nondeterministic_sampling
+        )
 
     def generate(
         self, prompts: str | Sequence[str], sampling_params: SamplingParams | None = None
