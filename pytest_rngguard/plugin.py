@@ -18,6 +18,7 @@ import pytest
 from .settings import Settings, add_options
 
 if TYPE_CHECKING:
+    from .baseline import Baseline
     from .markers import Marks
     from .reproducibility import Rngguard
     from .session import Guard, ItemRun
@@ -51,9 +52,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if guard.role.controller:
         from .xdist import Controller
 
-        controller = Controller(guard.results)
+        controller = Controller(guard.results, guard.baseline)
         config.pluginmanager.register(controller, "rngguard-gatherer")
         config.add_cleanup(lambda: config.pluginmanager.unregister(controller))
+    if guard.baseline is not None:
+        tracker = BaselineTracker(guard.baseline, str(config.rootpath))
+        config.pluginmanager.register(tracker, "rngguard-baseline")
+        config.add_cleanup(lambda: config.pluginmanager.unregister(tracker))
     if guard.watching:
         monitor = guard.monitor
         refused = monitor.start()
@@ -295,6 +300,44 @@ class Watcher:
             self._watch.keep_end_states(guard, run)
 
 
+class BaselineTracker:
+    """What a session with a baseline file ran (``baseline.Ran``): only an entry whose
+    owner ran can be found to no longer happen.  Registered only with a baseline file, so
+    that no other session pays for these hooks."""
+
+    def __init__(self, baseline: Baseline, rootdir: str) -> None:
+        from .origins import PathShortener
+
+        self.baseline = baseline
+        self.ran = baseline.ran
+        self._shorten = PathShortener(rootdir)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        # Not ``pytest_collectreport``: pytest does not call it for the module of a test
+        # named by its node id.
+        report = yield
+        if report.passed and collector.nodeid:
+            self.ran.collectors.add(collector.nodeid)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, Any, Any]:
+        result = yield  # a setup that raised did not run to its end: not noted
+        if fixturedef.scope != "function":
+            code = fixturedef.func.__code__
+            owner = ("fixture", fixturedef.argname, fixturedef.scope, fixturedef.baseid)
+            self.baseline.fixture_set_up(owner, self._shorten(code.co_filename), code.co_name)
+        return result
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.ran.test_report(report.nodeid, report.when, report.passed)
+
+
 # -- end of session --------------------------------------------------------------------------
 
 
@@ -318,8 +361,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for what, why in results.write_errors.items():
         terminalreporter.write_line(write_error_text(what, why), red=True, bold=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
+        from .watch import told
+
         for line in github_annotations(
-            results.all_leaks,
+            told(guard, results.all_leaks),  # with a baseline, the new ones
             guard.settings.mode,
             results.not_reproducible,
             rootdir=guard.role.rootdir,
@@ -346,15 +391,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     guard.scopes.release_all()
     from .xdist import hand_over
 
-    if hand_over(session.config, guard.results):
+    if hand_over(session.config, guard.results, guard.baseline):
         return  # an xdist worker: the controller reports
     settings, results = guard.settings, guard.results
-    if settings.mode == "fail" and results.collection_leaks and session.exitstatus == 0:
+    if guard.baseline is not None:
+        stopped = session.shouldfail or session.shouldstop
+        guard.baseline.ran.stopped = bool(stopped) or exitstatus == pytest.ExitCode.INTERRUPTED
+        _judge(guard, guard.baseline)
+    from .report import failing_collection_leaks
+
+    if settings.mode == "fail" and failing_collection_leaks(results) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if settings.report_path:
-        from .report import json_report
+        from .report import json_report, with_baseline
 
         data = json_report(results, settings, guard.role.sources)
+        data = with_baseline(data, results.all_leaks, results.baseline, settings.baseline)
         _write(guard, "the JSON report", settings.report_path, data)
     if (
         settings.fingerprints_path
@@ -369,6 +421,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # The results are all shown; the exit status says that a file the run was asked
         # for is missing.
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _judge(guard: Guard, baseline: Baseline) -> None:
+    """The session's leaks against the baseline; the file rewritten where it is updated."""
+    from .baseline import file_json, judge
+
+    settings, results = guard.settings, guard.results
+    verdict = judge(
+        baseline.entries,
+        results.all_leaks,
+        baseline.ran,
+        [source.name for source in guard.monitor.sources.sources],
+        strict=settings.strict,
+        update=baseline.update,
+    )
+    results.baseline = verdict
+    if verdict.written is not None and settings.baseline_path is not None:
+        _write(guard, "the baseline", settings.baseline_path, file_json(verdict.written))
 
 
 def _write(guard: Guard, what: str, path: str, data: dict[str, Any]) -> None:

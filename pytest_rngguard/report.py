@@ -23,6 +23,7 @@ from .sources import CHANGED, REPLACED, RESEEDED
 if TYPE_CHECKING:
     import pytest
 
+    from .baseline import Entry, Verdict
     from .reproducibility import RepeatOutcome
     from .session import Results
     from .settings import Settings
@@ -71,6 +72,9 @@ class Leak:
     putback: Putback = dataclasses.field(default_factory=Putback, compare=False)
     #: The scope the change belongs to (see TEST and COLLECTION).
     scope: str = TEST
+    #: The wider scope whose code made the change, as the baseline names it
+    #: (``baseline.Owner``): a fixture's or a package's; empty where the test or an import did.
+    made_by: tuple[str, ...] = ()
 
     @property
     def restored(self) -> bool:
@@ -96,6 +100,7 @@ class Leak:
             "traced": self.change.traced,
             "settled": self.putback.done is not None,
             "why": self.putback.why,
+            "made_by": list(self.made_by),
         }
 
     @classmethod
@@ -121,6 +126,7 @@ class Leak:
             change,
             putback,
             data.get("scope", TEST),
+            tuple(data.get("made_by", ())),
         )
 
     def key(self) -> tuple[str, str, str | None, str, str, str]:
@@ -131,7 +137,7 @@ class Leak:
     def report_json(self) -> dict[str, Any]:
         """Exactly the fields of a leak in the JSON report."""
         data = self.to_json()
-        for field in ("description", "calls", "traced", "settled", "why"):
+        for field in ("description", "calls", "traced", "settled", "why", "made_by"):
             del data[field]
         return data
 
@@ -413,9 +419,10 @@ def _summary_key(group: Sequence[Leak]) -> tuple[str, str, str, str]:
     return (_label(group), change.kind, location, group[0].phase)
 
 
-def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
+def render_summary(leaks: Sequence[Leak], verbose: bool, *, advice: bool = True) -> list[str]:
     """Terminal summary lines: one per change of each test with -v (see :func:`entries`),
-    else one per change, its tests listed when several share its origin."""
+    else one per change, its tests listed when several share its origin; then (``advice``)
+    where to read what to do about them."""
     by_test: dict[str, list[Leak]] = {}
     for leak in leaks:
         by_test.setdefault(leak.nodeid, []).append(leak)
@@ -427,7 +434,7 @@ def render_summary(leaks: Sequence[Leak], verbose: bool) -> list[str]:
                 lines.append(f"{nodeid}: {line}" if i == 0 else f"  {line}")
     else:
         lines = _shared_lines(rows)
-    if lines:
+    if lines and advice:
         lines.append(f"what to do about a leak: {WHAT_TO_DO_URL}")
     return lines
 
@@ -592,7 +599,8 @@ def summary_lines(
 ) -> list[str]:
     """The lines of the terminal summary's rngguard section (none: no section)."""
     lines = []
-    leaks = results.all_leaks
+    verdict = results.baseline
+    leaks = results.all_leaks if verdict is None else verdict.new
     if leaks:
         tests = len({leak.nodeid for leak in leaks})
         lines.append(
@@ -600,11 +608,14 @@ def summary_lines(
             f"{tests} test{'s' if tests != 1 else ''} or module{'s' if tests != 1 else ''}:"
         )
         lines.extend(render_summary(leaks, verbose))
+    if verdict is not None:
+        lines.extend(baseline_lines(verdict, settings, results.write_errors, verbose=verbose))
     for problem in results.not_reproducible:
         lines.append(f"not reproducible: {problem.nodeid}: {problem.detail}")
-    if settings.mode == "fail" and results.collection_leaks:
+    failing = failing_collection_leaks(results)
+    if settings.mode == "fail" and failing:
         # No test failed for them: say why the run fails under its green count.
-        modules = sorted({leak.nodeid for leak in results.collection_leaks})
+        modules = sorted({leak.nodeid for leak in failing})
         lines.append(
             f"error: --rngguard=fail: the import of {', '.join(modules)} changed global "
             f"random state, so the session fails"
@@ -617,6 +628,112 @@ def summary_lines(
             "between runs. Run pytest with PYTHONHASHSEED=0 in the environment to fix it."
         )
     return lines
+
+
+# -- the baseline (``--rngguard-baseline``) ---------------------------------------------------
+
+#: How many entries that no longer happen the summary lists without -v.
+STALE_SHOWN = 10
+
+
+def failing_collection_leaks(results: Results) -> list[Leak]:
+    """The leaks of imports that fail the session in fail mode: with a baseline, the new
+    ones (none in a run that updates it, which accepts every leak)."""
+    verdict = results.baseline
+    if verdict is None:
+        return results.collection_leaks
+    if verdict.written is not None:
+        return []
+    return [leak for leak in verdict.new if leak.phase == "collection"]
+
+
+def baseline_lines(
+    verdict: Verdict, settings: Settings, write_errors: dict[str, str], *, verbose: bool
+) -> list[str]:
+    """The summary's lines about the baseline: the known leaks grouped by origin, the
+    entries that no longer happen, and what an update wrote."""
+    lines = []
+    known = verdict.known
+    if known:
+        tests = len({leak.nodeid for leak in known})
+        lines.append(
+            f"baseline: {_count(len(known), 'known leak')} in "
+            f"{_count(tests, 'test or module', 'tests or modules')}, not warned about or failed:"
+        )
+        # Accepted, as their warnings were: no advice under them.
+        lines.extend(f"  {line}" for line in render_summary(known, verbose, advice=False))
+    stale = verdict.stale
+    updating = verdict.written is not None
+    if stale:
+        if updating:
+            lines.append(
+                f"baseline: {_count(len(stale), 'entry', 'entries')} no longer "
+                f"{'happens' if len(stale) == 1 else 'happen'}, removed:"
+            )
+        else:
+            lines.append(
+                f"baseline: {_count(len(stale), 'entry', 'entries')} no longer "
+                f"{'happens' if len(stale) == 1 else 'happen'}; shrink {settings.baseline} "
+                f"with --rngguard-baseline-update:"
+            )
+        shown = stale if verbose else stale[:STALE_SHOWN]
+        lines.extend(f"  {baseline_entry_text(entry)}" for entry in shown)
+        if len(shown) < len(stale):
+            lines.append(f"  and {len(stale) - len(shown)} more (-v lists all)")
+    if updating and "the baseline" not in write_errors:
+        written = verdict.written or []
+        lines.append(
+            f"baseline: wrote {_count(len(written), 'entry', 'entries')} to "
+            f"{settings.baseline} ({len(written) - verdict.entries + len(stale)} added, "
+            f"{len(stale)} removed)"
+        )
+    return lines
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else (many or one + 's')}"
+
+
+def baseline_entry_text(entry: Entry) -> str:
+    """A baseline entry in one line: ``test_a.py::test_x: numpy reseeded by helpers.py in
+    set_seed`` (no line: an entry has none)."""
+    label = f"{entry.source}[{entry.detail}]" if entry.detail else entry.source
+    by = f" by {entry.origin[0]} in {entry.origin[1]}" if entry.origin else ""
+    return f"{baseline_owner_text(entry.owner)}: {label} {entry.kind}{by}"
+
+
+def baseline_owner_text(owner: tuple[str, ...]) -> str:
+    what, name = owner[0], owner[1]
+    if what == "test":
+        return name
+    if what == "import":
+        return f"the import of {name}"
+    if what == "package":
+        return f"setup_module of package {name}"
+    where = f" of {owner[3]}" if owner[3] else ""
+    return f"fixture {name!r} ({owner[2]}){where}"
+
+
+def with_baseline(
+    data: dict[str, Any], leaks: Sequence[Leak], verdict: Verdict | None, given: str | None
+) -> dict[str, Any]:
+    """The JSON report with the baseline's fields (additions to version 1): ``known`` on
+    each leak (in the same order as ``leaks``) and ``baseline``, null without one."""
+    known = {id(leak) for leak in verdict.known} if verdict is not None else set()
+    rows = [
+        {**row, "known": id(leak) in known} for leak, row in zip(leaks, data["leaks"], strict=True)
+    ]
+    summary = None
+    if verdict is not None:
+        summary = {
+            "file": given,
+            "entries": verdict.entries,
+            "known": len(verdict.known),
+            "new": len(verdict.new),
+            "stale": [entry.to_json() for entry in verdict.stale],
+            "updated": verdict.written is not None,
+        }
+    return {**data, "leaks": rows, "baseline": summary}
 
 
 def _fingerprint_lines(

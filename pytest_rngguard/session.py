@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pytest
 
 if TYPE_CHECKING:
+    from .baseline import Baseline, Verdict
     from .determinism import Applied
     from .gate import Gate
     from .ledger import Ledger
@@ -52,6 +53,7 @@ class Results:
     """What the session found: only ever added to, and read by the summary and the files."""
 
     __slots__ = (
+        "baseline",
         "collection_leaks",
         "compared",
         "fingerprints",
@@ -80,6 +82,8 @@ class Results:
         self.unsettled: list[Leak] = []
         #: Why a file could not be written at the end of the session, by what it holds.
         self.write_errors: dict[str, str] = {}
+        #: The leaks against the baseline file, judged once at the end of the session.
+        self.baseline: Verdict | None = None
 
     @property
     def all_leaks(self) -> list[Leak]:
@@ -144,6 +148,7 @@ class Guard:
     its own state."""
 
     __slots__ = (
+        "baseline",
         "current",
         "gate",
         "ledger",
@@ -172,6 +177,7 @@ class Guard:
         policy: CheckPolicy,
         gate: Gate,
         test_files: set[str],
+        baseline: Baseline | None = None,
     ) -> None:
         self.settings = settings
         self.role = role
@@ -195,6 +201,8 @@ class Guard:
         #: here rather than in the item's stash: every stash lookup is a Python call, and
         #: the hooks would make about thirty of them per test.
         self.current: ItemRun | None = None
+        #: The known leaks (``--rngguard-baseline``), when the session has a baseline file.
+        self.baseline = baseline
 
 
 def build(config: pytest.Config) -> Guard:
@@ -259,6 +267,7 @@ def build(config: pytest.Config) -> Guard:
         policy=CheckPolicy(monitor),
         gate=Gate(settings.fingerprints, _stored_fingerprints(config, settings)),
         test_files=test_files,
+        baseline=_baseline(config, settings),
     )
 
 
@@ -276,3 +285,28 @@ def _stored_fingerprints(config: pytest.Config, settings: Settings) -> dict[str,
             f"rngguard: {given_as(config, 'fingerprints')}={settings.fingerprints!r} "
             f"cannot be read: {exc}"
         ) from None
+
+
+def _baseline(config: pytest.Config, settings: Settings) -> Baseline | None:
+    """The baseline file's entries (none yet where it is to be made), when the session has
+    one; a missing file is a usage error unless the session makes it."""
+    path = settings.baseline_path
+    if path is None or not settings.enabled:
+        return None
+    from .baseline import Baseline, load
+    from .settings import given_as
+
+    try:
+        entries = load(path)
+    except FileNotFoundError:
+        if not settings.baseline_update:
+            raise pytest.UsageError(
+                f"rngguard: {given_as(config, 'baseline')}={settings.baseline!r}: {path} does "
+                f"not exist; record the current leaks in it with --rngguard-baseline-update"
+            ) from None
+        entries = frozenset()
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(
+            f"rngguard: {given_as(config, 'baseline')}={settings.baseline!r} cannot be read: {exc}"
+        ) from None
+    return Baseline(entries, update=settings.baseline_update)

@@ -11,6 +11,13 @@ import pytest
 from .sources.env import DEFAULT_VARIABLES
 
 MODES = ("off", "warn", "fail")
+#: The options that name a file, and what each file is called in messages.
+FILES = ("report", "fingerprints", "baseline")
+FILE_NAMES = {
+    "report": "JSON report",
+    "fingerprints": "fingerprint file",
+    "baseline": "baseline file",
+}
 RESTORE = ("leaked", "all", "none")
 #: pytest-randomly's and Hypothesis's own modules: never a leak (SPEC).
 DEFAULT_IGNORE = ("pytest_randomly", "pytest_randomly.*", "hypothesis", "hypothesis.*")
@@ -53,6 +60,12 @@ OPTIONS = (
            "PATH"),
     Option("fingerprints_update", "--rngguard-fingerprints-update", None, None, False,
            "Rewrite the fingerprint file instead of comparing with it"),
+    Option("baseline", "--rngguard-baseline", "rngguard_baseline", "string", None,
+           "Leaks recorded in PATH are known: listed, never warned about or failed; only new "
+           "leaks are", "PATH"),
+    Option("baseline_update", "--rngguard-baseline-update", None, None, False,
+           "Record this run's leaks in the baseline file (keeping the entries of tests that "
+           "did not run) instead of checking against it"),
     Option("sources", None, "rngguard_sources", "linelist", None,
            "Only check these sources (default: every available one)"),
     Option("env", None, "rngguard_env", "linelist", None,
@@ -69,7 +82,7 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("rngguard", "global random state guard (pytest-rngguard)")
     for option in OPTIONS:
         if option.cli is not None:
-            if option.ini_type == "bool" or option.dest == "fingerprints_update":
+            if option.ini_type == "bool" or option.dest.endswith("_update"):
                 group.addoption(
                     option.cli,
                     action="store_true",
@@ -109,9 +122,12 @@ class Settings(NamedTuple):
     trace: bool = False
     fingerprints: str | None = None
     fingerprints_update: bool = False
-    #: The files ``report`` and ``fingerprints`` name: absolute, links followed.
+    baseline: str | None = None
+    baseline_update: bool = False
+    #: The files ``report``, ``fingerprints`` and ``baseline`` name: absolute, links followed.
     report_path: str | None = None
     fingerprints_path: str | None = None
+    baseline_path: str | None = None
     sources: tuple[str, ...] | None = None
     env_watched: tuple[str, ...] = DEFAULT_VARIABLES
     env_set: tuple[tuple[str, str], ...] = ()
@@ -183,29 +199,65 @@ def _path(value: Any, name: str) -> str | None:
 def _check_files(config: pytest.Config, values: dict[str, Any], names: dict[str, str]) -> None:
     """Refuse, before any test runs, a path that cannot be the file it names; only the
     process that writes (not an xdist worker) needs to be able to write it."""
-    if values["report"] is None and values["fingerprints"] is None:
+    _check_baseline_update(values, names)
+    if all(values[dest] is None for dest in FILES):
         return
-    from .files import FileProblem, expand, same_file, target
+    from .files import FileProblem, target
 
     writes = not hasattr(config, "workerinput")
-    for dest in ("report", "fingerprints"):
+    for dest in FILES:
         given = values[dest]
         if given is None:
             continue
-        # An existing fingerprint file is compared with, so only read, unless rewritten.
-        write = writes and (
-            dest == "report" or values["fingerprints_update"] or not os.path.exists(expand(given))
-        )
         try:
-            values[f"{dest}_path"] = target(given, write=write)
+            values[f"{dest}_path"] = target(given, write=writes and _writes(dest, values))
         except FileProblem as exc:
             raise _usage(names[dest], given, str(exc)) from None
-    report, fingerprints = values.get("report_path"), values.get("fingerprints_path")
-    if report is not None and fingerprints is not None and same_file(report, fingerprints):
-        raise _usage(
-            names["report"],
-            values["report"],
-            f"it is the fingerprint file ({names['fingerprints']}={values['fingerprints']!r})",
+    _check_distinct(values, names)
+
+
+def _writes(dest: str, values: dict[str, Any]) -> bool:
+    """Whether the session may write the file ``dest`` names: an existing fingerprint file
+    is compared with, so only read, unless rewritten; a baseline is only read, unless
+    updated."""
+    if dest == "baseline":
+        return bool(values["baseline_update"])
+    if dest == "fingerprints":
+        from .files import expand
+
+        return bool(values["fingerprints_update"]) or not os.path.exists(
+            expand(values["fingerprints"])
+        )
+    return True
+
+
+def _check_distinct(values: dict[str, Any], names: dict[str, str]) -> None:
+    """No two of the files may be one: each would overwrite (or be read as) the other."""
+    from .files import same_file
+
+    for index, dest in enumerate(FILES):
+        for other in FILES[index + 1 :]:
+            path, other_path = values.get(f"{dest}_path"), values.get(f"{other}_path")
+            if path is not None and other_path is not None and same_file(path, other_path):
+                raise _usage(
+                    names[dest],
+                    values[dest],
+                    f"it is the {FILE_NAMES[other]} ({names[other]}={values[other]!r})",
+                )
+
+
+def _check_baseline_update(values: dict[str, Any], names: dict[str, str]) -> None:
+    if not values["baseline_update"]:
+        return
+    if values["baseline"] is None:
+        raise pytest.UsageError(
+            "rngguard: --rngguard-baseline-update needs the baseline file: give "
+            "--rngguard-baseline=PATH or the rngguard_baseline ini key"
+        )
+    if values["mode"] == "off":
+        raise pytest.UsageError(
+            f"rngguard: --rngguard-baseline-update records the leaks found, and "
+            f"{names['mode']}=off looks for none"
         )
 
 
@@ -234,9 +286,11 @@ def resolve(config: pytest.Config) -> Settings:
         "repeat": _integer(1),
         "report": _path,
         "fingerprints": _path,
+        "baseline": _path,
         "strict": lambda v, n: bool(v),
         "trace": lambda v, n: bool(v),
         "fingerprints_update": lambda v, n: bool(v),
+        "baseline_update": lambda v, n: bool(v),
     }
     values: dict[str, Any] = {}
     names: dict[str, str] = {}

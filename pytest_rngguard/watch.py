@@ -35,8 +35,10 @@ def check(guard: Guard, run: ItemRun) -> None:
 
     owner: object = run
     scope, fixture = TEST, None
+    made_by: tuple[str, ...] = ()
     if package is not None:
         owner, scope = package, f"setup_module of package {package.name!r}"
+        made_by = ("package", package.nodeid)
     elif run.fixtures:
         fixturedef = run.fixtures[-1]
         fixture = fixturedef.argname
@@ -44,6 +46,7 @@ def check(guard: Guard, run: ItemRun) -> None:
             # A wider fixture's change holds for every test in its scope, until it is
             # finalised (``pytest_fixture_post_finalizer``).
             owner, scope = fixturedef, f"fixture {fixture!r} ({fixturedef.scope})"
+            made_by = ("fixture", fixture, fixturedef.scope, fixturedef.baseid)
     if monitor.last_ignored:
         take_ignored(guard, owner)
     if changes:
@@ -57,7 +60,14 @@ def check(guard: Guard, run: ItemRun) -> None:
             fixture,
             run.allowed,
             run.recipe_set,
+            made_by,
         )
+        if found and run.phase == "teardown" and guard.baseline is not None and not made_by:
+            # A wider fixture's teardown runs in the teardown of whichever test comes last
+            # in its scope: the baseline names the fixture, as it does for its setup.
+            from .baseline import attribute_teardown
+
+            found = attribute_teardown(found, guard.baseline.frames)
         run.leaks.extend(found)
     if package is not None and guard.ledger.owns(package):
         guard.scopes.entered.append(package)  # undone when pytest tears the package down
@@ -87,6 +97,7 @@ def take(
     fixture: str | None,
     allowed: frozenset[str] | None,
     recipe_set: frozenset[tuple[str, str]] = frozenset(),
+    made_by: tuple[str, ...] = (),
 ) -> list[Leak]:
     """The changes that are leaks (flagged, not allowed by a marker, not the marker's own);
     and every change that ``--rngguard-restore`` puts back, noted under the scope that made
@@ -114,7 +125,7 @@ def take(
             putback = putbacks.get(source)
             if putback is None:
                 putback = putbacks[source] = Putback()
-            leaks.append(Leak(nodeid, phase, fixture, change, putback, scope))
+            leaks.append(Leak(nodeid, phase, fixture, change, putback, scope, made_by))
         if restore == "all" or (restore == "leaked" and flagged):
             ledger.record(owner, source, befores.get(source), putback)
     return leaks
@@ -161,14 +172,24 @@ def finish(guard: Guard, item: pytest.Item, run: ItemRun, nextitem: pytest.Item 
         _tell(guard, item, run)
 
 
+def told(guard: Guard, leaks: list[Leak]) -> list[Leak]:
+    """The leaks that warn or fail: with a baseline, the new ones only."""
+    if guard.baseline is None:
+        return leaks
+    return guard.baseline.to_tell(leaks)
+
+
 def _tell(guard: Guard, item: pytest.Item, run: ItemRun) -> None:
     """A test's leaks, as a JUnit XML property each and, in warn mode, as its warning."""
     from .report import one_line, warning_text
 
-    for leak in run.leaks:
+    leaks = told(guard, run.leaks)
+    if not leaks:
+        return
+    for leak in leaks:
         item.user_properties.append(("rngguard_leak", one_line(leak)))
     if guard.settings.mode == "warn":
-        item.warn(RNGLeakWarning(warning_text(run.nodeid, run.leaks, guard.settings)))
+        item.warn(RNGLeakWarning(warning_text(run.nodeid, leaks, guard.settings)))
 
 
 def show_errors(node: pytest.Item | pytest.Collector, guard: Guard) -> None:
@@ -193,7 +214,7 @@ def report_leaks(guard: Guard, run: ItemRun, report: pytest.TestReport, when: st
     report (where xdist's controller reads them, each settled as far as it is) and gather
     them."""
     if guard.settings.mode == "fail":
-        leaks = _failing(run, when)
+        leaks = told(guard, _failing(run, when))
         if leaks:
             from .report import fail_report, warning_text
 
@@ -247,8 +268,9 @@ def collection_ends(guard: Guard, collector: pytest.Collector, leaks: list[Leak]
     scopes.import_ended(collector)
     if leaks:
         guard.results.collection_leaks.extend(leaks)
-        if guard.settings.mode == "warn":
+        new = told(guard, leaks)
+        if new and guard.settings.mode == "warn":
             from .report import warning_text
 
-            text = warning_text(collector.nodeid, leaks, guard.settings)
+            text = warning_text(collector.nodeid, new, guard.settings)
             collector.warn(RNGLeakWarning(text))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .baseline import Baseline
     from .report import Leak
     from .reproducibility import RepeatOutcome
     from .session import Results
@@ -31,6 +32,7 @@ _NOT_REPRODUCIBLE = "rngguard_not_reproducible"  # on the call report of one tha
 # The keys of ``workeroutput``.
 _COLLECTION_LEAKS = "rngguard_collection_leaks"
 _SETTLED = "rngguard_settled"
+_RAN = "rngguard_ran"  # what ran, for the baseline: collectors and wider fixtures
 
 
 def is_controller(config: pytest.Config) -> bool:
@@ -84,12 +86,14 @@ def compared_on(report: pytest.TestReport) -> bool:
     return bool(getattr(report, _COMPARED, False))
 
 
-def hand_over(config: pytest.Config, results: Results) -> bool:
+def hand_over(config: pytest.Config, results: Results, baseline: Baseline | None = None) -> bool:
     """On a worker, at the end of the session: hand the controller what no test report
     carried.  False elsewhere."""
     output = getattr(config, "workeroutput", None)
     if output is None:
         return False
+    if baseline is not None:
+        output[_RAN] = baseline.ran.to_json()
     output[_COLLECTION_LEAKS] = [leak.to_json() for leak in results.collection_leaks]
     output[_SETTLED] = [
         [list(leak.key()), leak.putback.done is True, leak.putback.why]
@@ -103,8 +107,9 @@ class Controller:
     as they are logged, and each worker's hand-over as it goes down.  Registered per
     session, since ``pytest_runtest_logreport`` is not given the config."""
 
-    def __init__(self, results: Results) -> None:
+    def __init__(self, results: Results, baseline: Baseline | None = None) -> None:
         self._results = results
+        self._baseline = baseline
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         results = self._results
@@ -128,6 +133,8 @@ class Controller:
 
         results = self._results
         output = getattr(node, "workeroutput", {})
+        if self._baseline is not None:
+            self._baseline.ran.merge(output.get(_RAN, {}))
         seen = {json.dumps(leak.to_json(), sort_keys=True) for leak in results.collection_leaks}
         for data in output.get(_COLLECTION_LEAKS, []):
             key = json.dumps(data, sort_keys=True)

@@ -71,6 +71,7 @@ def test_json_report_has_exactly_the_documented_fields(pytester: pytest.Pytester
         "tests",
         "leaks",
         "not_reproducible",
+        "baseline",
     ]
     from pytest_rngguard import __version__
 
@@ -82,6 +83,7 @@ def test_json_report_has_exactly_the_documented_fields(pytester: pytest.Pytester
         "seed": 4,
         "tests": 5,
         "not_reproducible": [],
+        "baseline": None,
     }
     assert "random" in report["sources"]
     leaks = {leak["nodeid"].partition("::")[2]: leak for leak in report["leaks"]}
@@ -100,6 +102,7 @@ def test_json_report_has_exactly_the_documented_fields(pytester: pytest.Pytester
         },
         "restored": True,
         "scope": "test",
+        "known": False,
     }
     assert leaks["test_body_leaks"]["origin"]["stack"] == [
         "test_suite.py:14 in test_body_leaks",

@@ -118,6 +118,9 @@ def test_every_option_has_the_spelling_the_spec_fixes() -> None:
         ("--rngguard-trace", "rngguard_trace"),
         ("--rngguard-fingerprints", "rngguard_fingerprints"),
         ("--rngguard-fingerprints-update", None),
+        # Additions to the SPEC's table: the leak baseline.
+        ("--rngguard-baseline", "rngguard_baseline"),
+        ("--rngguard-baseline-update", None),
         (None, "rngguard_sources"),
         (None, "rngguard_env"),
         (None, "rngguard_ignore"),
