@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any, NamedTuple
 
 from .origins import (
@@ -22,6 +23,7 @@ from .origins import (
     Interceptor,
     Origin,
     Tracer,
+    UserCode,
     build_origin,
     caller_frame,
     origin_from_traceback,
@@ -36,7 +38,8 @@ HOLD_AGAINST = ("pytest_randomly", "pytest_randomly.*")
 
 
 class Event(NamedTuple):
-    """A seeding call seen while the monitor was active."""
+    """A seeding call seen while the monitor was active; or, with ``--rngguard-trace``, a
+    line of user code after which a source had changed."""
 
     source: str
     kind: str
@@ -48,6 +51,15 @@ class Event(NamedTuple):
 
 #: The differences of a ``whole_state`` source whose states differ (the kind aside).
 _WHOLE = (Difference(CHANGED),)
+
+
+def _importing(source: Source) -> bool:
+    """Whether the library of ``source`` is still being imported."""
+    for name in (library_of(source.module), source.module, import_module_of(source)):
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        if getattr(spec, "_initializing", False):
+            return True
+    return False
 
 
 def _details(detail: Detail) -> tuple[str, ...]:
@@ -102,11 +114,24 @@ class Monitor:
         #: Told the name of each watched module whose import has just finished.
         self.import_listeners: list[Callable[[str], None]] = []
         self.interceptor = Interceptor(self._intercepted)
-        self._tracer = (
-            Tracer(lambda: tuple(self.sources.sources), self.interceptor, self._traced)
-            if trace
-            else None
-        )
+        # Few attributes: past 30, CPython stops sharing the keys of an instance's dict,
+        # and every ``self.x`` on the hot path gets slower.  The line tracer's are its own.
+        self._trace_asked = trace
+        self._tracer: Tracer | None = None
+        #: With the line tracer: what lines did since the last checkpoint.
+        self._lines: LineChanges | None = None
+        if trace:
+            from .linetrace import LineTracer
+
+            self._lines = LineChanges(self)
+            # The sources' own code too: a third-party source's capture is called from the
+            # plugin's checks, and never names an origin.
+            skipped = {library_of(s.module) for s in sources.sources}
+            skipped.update(type(s).__module__ for s in sources.sources)
+            tracer = LineTracer(UserCode(skipped, ignore, keep), self._lines.check)
+            self._tracer = Tracer(
+                lambda: tuple(self.sources.sources), self.interceptor, self._traced, tracer
+            )
         self._modules_seen = -1
         #: (name, capture) of the sources available at the last refresh: the hot path.
         self._live: list[tuple[str, Callable[[], Any]]] = []
@@ -121,11 +146,14 @@ class Monitor:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> str | None:
-        """Start watching; with tracing asked for but impossible here, why it is off."""
+        """Start watching; with tracing asked for but not all possible here, a sentence
+        saying what is off and why."""
         self.refresh()
         self._watcher.install()
-        refused = self._tracer.start() if self._tracer is not None else None
-        if refused is not None:
+        if self._tracer is None:
+            return None
+        refused = self._tracer.start()
+        if not self._tracer.running:
             self._tracer = None
         return refused
 
@@ -197,6 +225,8 @@ class Monitor:
     def restore(self, states: dict[str, Any], names: list[str] | None = None) -> Restored:
         """Put the named sources (all in ``states`` by default) back, confirming each; the
         baseline becomes what they read back as."""
+        if self._lines is not None:
+            self._lines.ref = None
         restored = self.sources.restore(states, names)
         for name, state in restored.states.items():
             if name in self.baseline or state is not None:
@@ -216,6 +246,13 @@ class Monitor:
             self._marks.clear()
         self.changed_from = {}
         self.ignored_from = {}
+        if self._lines is not None:
+            self._forget_lines()
+
+    def _forget_lines(self) -> None:
+        """The plugin has checked or set the sources: the next line checked starts afresh."""
+        self._lines.forget()  # type: ignore[union-attr]
+        self._tracer.forget()  # type: ignore[union-attr]
 
     def reset(self) -> dict[str, Any]:
         """Start a new stretch from the current state, forgetting anything unattributed."""
@@ -243,6 +280,8 @@ class Monitor:
             yield
         finally:
             self.active = active
+            if self._lines is not None:
+                self._lines.ref = None  # what it seeded is no line's doing
 
     def checkpoint(self) -> list[Change]:  # noqa: C901 - the hot path, inlined on purpose
         """Everything that changed since the last checkpoint; the current state becomes the
@@ -260,6 +299,8 @@ class Monitor:
             if self._marks:
                 self._marks.clear()
             self.last_from = {}
+            if self._lines is not None:
+                self._forget_lines()
             return []
         if self._marks:
             self._drop_undone(current)
@@ -297,6 +338,8 @@ class Monitor:
         self._events.clear()
         if self._marks:
             self._marks.clear()
+        if self._lines is not None:
+            self._forget_lines()
         return changes
 
     def _drop_undone(self, current: dict[str, Any]) -> None:
@@ -330,7 +373,7 @@ class Monitor:
     def _classify(self, source: Source, before: Any, after: Any) -> list[Change]:
         name = source.name
         events = [e for e in self._events if e.source == name] if self._events else []
-        explained, differences = self._differences(source, events, before, after)
+        reseed, differences = self._differences(source, events, before, after)
         if before is None and not differences and events:
             # Loaded during the stretch, without its import state seen, and set by a call we
             # saw: its state alone cannot tell (a seed followed by draws), the call can.
@@ -338,39 +381,35 @@ class Monitor:
             if last.kind != CHANGED:
                 differences = [Difference(last.kind, _details(last.detail)[0])]
         changes = []
+        lines = self._lines
+        traced = self._traced_status() if self._trace_asked else ""
         for difference in differences:
             calls = (
                 [e for e in events if e.detail is None or difference.detail in _details(e.detail)]
                 if events
                 else events
             )
-            kind, origin = difference.kind, None
+            kind, origin, explained = difference.kind, None, False
             if calls:
-                explaining = (
-                    explained
-                    if explained is not None
-                    else self._explaining(source, calls, before, after)
+                kind, origin, explained = self._by_calls(
+                    source, calls, (before, after), kind, traced, reseed
                 )
-                if explaining is None:
-                    origin = calls[-1].origin
-                else:
-                    origin = explaining.origin
-                    if explaining.kind != CHANGED:
-                        kind = explaining.kind
             if kind == ADVANCED and not self.keep_advanced:
                 continue
             if origin is None and not calls:
                 origin = self._hinted_origin(source)
-            changes.append(
-                Change(
-                    name,
-                    kind,
-                    difference.detail,
-                    difference.description,
-                    origin,
-                    tuple(e.origin for e in calls if e.origin is not None),
-                )
+            if lines is not None and not explained and (origin is None or calls):
+                # No seen call explains it: the line after which it changed does.
+                kind, origin = lines.naming(source, kind, difference.detail, after, origin)
+            change = Change(
+                name,
+                kind,
+                difference.detail,
+                difference.description,
+                origin,
+                tuple(e.origin for e in calls if e.origin is not None),
             )
+            changes.append(change.traced_as(traced) if traced else change)
         return changes
 
     def _differences(
@@ -402,6 +441,35 @@ class Monitor:
             and not self.sources.equal(source, last.after, before)
             and self._explains(source, last, after)
         )
+
+    def _by_calls(
+        self,
+        source: Source,
+        calls: list[Event],
+        states: tuple[Any, Any],
+        kind: str,
+        traced: str,
+        reseed: Event | None = None,
+    ) -> tuple[str, Origin | None, bool]:
+        """The kind and origin the seen ``calls`` give a change between ``states`` (before,
+        after), and whether they explain it (``traced``: what ``--rngguard-trace`` watches);
+        ``reseed``: the call that explains it, where already known (``_reseed_explains``)."""
+        explaining = reseed if reseed is not None else self._explaining(source, calls, *states)
+        if explaining is None:
+            return kind, calls[-1].origin, False
+        # A call only the call tracer saw has no states to tell whether it explains the end:
+        # where lines are traced, they tell (and the kind is the states', as for a call
+        # nobody saw), else it is the best there is.
+        explained = explaining.after is not None or traced != "lines"
+        if explained and explaining.kind != CHANGED:
+            kind = explaining.kind
+        return kind, explaining.origin, explained
+
+    def _traced_status(self) -> str:
+        """What ``--rngguard-trace`` watches now (see ``Change.traced``)."""
+        if self._tracer is None:
+            return "none"
+        return "lines" if self._tracer.tracing_lines else "calls"
 
     def _explaining(
         self, source: Source, calls: list[Event], before: Any, after: Any
@@ -492,7 +560,14 @@ class Monitor:
         if caller is None or self._ignore(str(caller.f_globals.get("__name__", ""))):
             return
         origin = build_origin(caller, self._shorten)
-        self._events.append(Event(source.name, kind, None, origin, None))
+        tracer = self._tracer
+        if tracer is None or not tracer.tracing_lines:
+            self._events.append(Event(source.name, kind, None, origin, None))
+            return
+        # Seen before it runs: its state after is the one the next line checked finds.
+        before = self.sources.capture_one(source)
+        self._events.append(Event(source.name, kind, None, origin, None, before))
+        self._lines.awaiting = True  # type: ignore[union-attr]
 
     def _ignored_call(
         self,
@@ -520,6 +595,8 @@ class Monitor:
                     self._pending.extend(found)
         if self._events:
             self._events = [e for e in self._events if e.source != name]
+        if self._lines is not None:
+            self._lines.ignored(name)
         hold = name in self.held and any(
             module == p or (p.endswith(".*") and module.startswith(p[:-1])) for p in HOLD_AGAINST
         )
@@ -546,3 +623,154 @@ class Monitor:
         self._pending = self._pending[:keep] + kept
         if not any(c.source == name for c in self._pending):
             self.changed_from.pop(name, None)
+
+
+class LineChanges:
+    """What lines of user code did to the sources since the last checkpoint, for
+    ``--rngguard-trace`` (see :mod:`~pytest_rngguard.linetrace`): the line tracer calls
+    :meth:`check` at every line, and the monitor asks :meth:`explaining` for the changes no
+    seen call explains."""
+
+    __slots__ = ("awaiting", "first_draws", "live", "monitor", "of", "pending", "ref", "setting")
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        #: The lines after which a source was set (not only drawn from), with its states
+        #: before and after, and the first line after which each (source, detail) drew.
+        self.setting: list[Event] = []
+        self.first_draws: dict[tuple[str, str], Event] = {}
+        #: The sources' states at the last line checked (None: capture them afresh at the
+        #: next line), for the sources of ``of``: those of ``live`` (the monitor's live list
+        #: they were taken from) whose library is not still being imported, and those that
+        #: are, to be looked at again at the next line.
+        self.ref: list[Any] | None = None
+        self.of: list[tuple[str, Callable[[], Any]]] = []
+        self.live: list[tuple[str, Callable[[], Any]]] = []
+        self.pending: list[Source] = []
+        #: Whether calls the call tracer saw wait for the next line's states.
+        self.awaiting = False
+
+    def forget(self) -> None:
+        self.setting.clear()
+        self.first_draws.clear()
+        self.ref = None
+
+    def ignored(self, name: str) -> None:
+        """What lines did to ``name`` so far is settled (as the calls are); what an ignored
+        module's call does to it is no line's."""
+        self.setting = [e for e in self.setting if e.source != name]
+        for key in [k for k in self.first_draws if k[0] == name]:
+            del self.first_draws[key]
+        self.ref = None
+
+    def check(self, ran: tuple[FrameType, int] | None) -> None:
+        """At a line of user code (see :mod:`~pytest_rngguard.linetrace`): compare the
+        sources with the last line checked, and note ``ran``, the line that ran since, for
+        each one that changed.  Never raises: it runs inside the user's code."""
+        monitor = self.monitor
+        try:
+            pending = self.pending
+            if self.live is not monitor._live or (pending and not all(map(_importing, pending))):
+                self._sources()
+            checked = self.of
+            states = [capture() for _, capture in checked]
+            if self.awaiting:
+                self._after_traced_calls(checked, states)
+            ref = self.ref
+            self.ref = states
+            if ref is None or states == ref or ran is None or not monitor.active:
+                return
+            for (name, _), before, after in zip(checked, ref, states, strict=True):
+                if before is not after and before != after:
+                    self._changed(name, before, after, ran)
+        except Exception:
+            pass  # the checkpoint's careful capture finds the cause
+
+    def _after_traced_calls(self, checked: list[tuple[str, Any]], states: list[Any]) -> None:
+        """Give the calls the call tracer saw since the last line their state after: what
+        this check finds."""
+        monitor = self.monitor
+        self.awaiting = False
+        now = {name: state for (name, _), state in zip(checked, states, strict=True)}
+        events = monitor._events
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if event.after is not None or event.before is None:
+                continue  # intercepted, or seen before lines were traced
+            source = monitor.sources.by_name.get(event.source)
+            if event.source in now:
+                events[index] = event._replace(after=now[event.source])
+            elif source is not None:
+                events[index] = event._replace(after=monitor.sources.capture_one(source))
+
+    def _sources(self) -> None:
+        """Which sources the line checks capture: the live ones whose library is imported
+        (one read while its import runs, from a line of code that import runs, can crash);
+        one that became available, or readable (NumPy's lazy ``numpy.random``), since the
+        last check starts from its import state."""
+        monitor = self.monitor
+        by_name = monitor.sources.by_name
+        live = self.live = monitor._live
+        ready = [(n, c) for n, c in live if n in by_name and not _importing(by_name[n])]
+        ready_names = {n for n, _ in ready}
+        self.pending = [by_name[n] for n, _ in live if n in by_name and n not in ready_names]
+        if self.ref is not None:
+            known = dict(zip((n for n, _ in self.of), self.ref, strict=True))
+            imported = monitor.sources.import_states
+            self.ref = [imported.get(n) if known.get(n) is None else known[n] for n, _ in ready]
+        self.of = ready
+
+    def _changed(self, name: str, before: Any, after: Any, ran: tuple[FrameType, int]) -> None:
+        monitor = self.monitor
+        source = monitor.sources.by_name.get(name)
+        if source is None:
+            return
+        differences = source.classify(before, after)
+        firsts = self.first_draws
+        if all(d.kind == ADVANCED and (name, d.detail) in firsts for d in differences):
+            return  # only draws, each named already: the common case in a loop
+        frame, line = ran
+        caller = caller_frame(frame, library_of(source.module), monitor._keep)
+        if caller is None or monitor._ignore(str(caller.f_globals.get("__name__", ""))):
+            return
+        origin = build_origin(caller, monitor._shorten, line if caller is frame else None)
+        for difference in differences:
+            detail = difference.detail
+            if difference.kind == ADVANCED:
+                firsts.setdefault((name, detail), Event(name, ADVANCED, detail, origin, after))
+            else:
+                self.setting.append(Event(name, difference.kind, detail, origin, after, before))
+
+    def naming(
+        self, source: Source, kind: str, detail: str, after: Any, origin: Origin | None
+    ) -> tuple[str, Origin | None]:
+        """The kind and origin of a change to ``after`` that no seen call explains: the line
+        that does, where one does (a seed followed by draws is a reseed)."""
+        line = self.explaining(source, kind, detail, after)
+        if line is None:
+            return kind, origin
+        return (line.kind if line.kind != CHANGED else kind), line.origin
+
+    def explaining(self, source: Source, kind: str, detail: str, after: Any) -> Event | None:
+        """The line that explains the final state ``after`` of ``source``'s ``detail``: for
+        draws, the first line that drew; else the last line that set it and after which
+        only draws followed, or the earlier line whose state that one put back."""
+        monitor = self.monitor
+        name = source.name
+        if kind == ADVANCED:
+            return self.first_draws.get((name, detail))
+        lines = [e for e in self.setting if e.source == name and e.detail == detail]
+        sources = monitor.sources
+        for index in range(len(lines) - 1, -1, -1):
+            line = lines[index]
+            differences = sources.classify(source, line.after, after)
+            since = {d.kind for d in differences if d.detail == detail}
+            if since and not (
+                since <= {ADVANCED} or (line.kind in (RESEEDED, REPLACED) and since == {REPLACED})
+            ):
+                continue  # set again since, by something no line explains
+            for earlier in lines[:index]:
+                if sources.equal(source, earlier.after, line.after):
+                    return earlier  # put back (``fork_rng``'s exit): the maker made it
+            return line
+        return None

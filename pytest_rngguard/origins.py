@@ -5,7 +5,9 @@ By default the Python-level seeding functions (``random.seed``, ``np.random.seed
 the monitor about each call.  The wrappers are built with :func:`functools.wraps` (same
 ``__name__``, ``__doc__``, ``__wrapped__`` and so the same ``inspect.signature``) and return
 exactly what the original returns.  ``--rngguard-trace`` adds a tracer that sees every call,
-including names bound before the session started and calls made from C.
+including names bound before the session started and calls made from C, and checks the
+sources after every line of user code, to name the line after which a change no call explains
+was made (:mod:`pytest_rngguard.linetrace`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .sources.base import Detail, Seeder, Source, library_of
+
+if TYPE_CHECKING:
+    from .linetrace import LineTracer
 
 _OWN_PACKAGE = __name__.rpartition(".")[0]
 #: Frames of these modules end the stack shown under an origin: they are the test runner.
@@ -147,8 +152,13 @@ def caller_frame(
     return None
 
 
-def build_origin(frame: FrameType, shorten: Callable[[str], str]) -> Origin:
-    """The origin at ``frame`` and the stack from the test (or outermost user code) to it."""
+def build_origin(
+    frame: FrameType, shorten: Callable[[str], str], line: int | None = None
+) -> Origin:
+    """The origin at ``frame`` and the stack from the test (or outermost user code) to it;
+    at ``line`` of that frame where given (one it has run already), else at its current one."""
+    if line is None:
+        line = frame.f_lineno
     stack: list[str] = []
     current: FrameType | None = frame
     while current is not None and len(stack) < MAX_STACK:
@@ -156,16 +166,46 @@ def build_origin(frame: FrameType, shorten: Callable[[str], str]) -> Origin:
         if any(_in(module, prefix) for prefix in _RUNNER_PREFIXES) and stack:
             break
         code = current.f_code
-        stack.append(f"{shorten(code.co_filename)}:{current.f_lineno} in {code.co_name}")
+        number = line if current is frame else current.f_lineno
+        stack.append(f"{shorten(code.co_filename)}:{number} in {code.co_name}")
         current = current.f_back
     code = frame.f_code
     return Origin(
         shorten(code.co_filename),
-        frame.f_lineno,
+        line,
         code.co_name,
         _module_of(frame),
         tuple(reversed(stack)),
     )
+
+
+class UserCode:
+    """Whether code is worth tracing line by line: the user's, where changes are named.  Not
+    the plugin's, the test runner's, the standard library's, an RNG library's own or the
+    other ``skipped`` modules' (a change made in one is named after the line of user code
+    that called it), nor an ignored module's (its changes are nobody's leak); a file
+    ``keep`` names always is."""
+
+    def __init__(
+        self,
+        skipped: Iterable[str],
+        ignore: Callable[[str], bool],
+        keep: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._skipped = (*_RUNNER_PREFIXES, *sorted(set(skipped)))
+        self._ignore = ignore
+        self._keep = keep
+
+    def __call__(self, code: Any, frame: FrameType) -> bool:
+        filename = code.co_filename
+        if self._keep is not None and self._keep(filename):
+            return True
+        if in_stdlib(filename):
+            return False
+        module = _module_of(frame)
+        if module.startswith("namedtuple_"):
+            return False  # a named tuple's ``__new__``: built by the plugin as by anyone
+        return not (any(_in(module, prefix) for prefix in self._skipped) or self._ignore(module))
 
 
 def origin_from_traceback(lines: Sequence[str], shorten: Callable[[str], str]) -> Origin | None:
@@ -351,7 +391,9 @@ TraceCallback = Callable[[Source, str, FrameType], None]
 
 class Tracer:
     """Sees every call (``sys.monitoring`` on 3.12+, ``sys.setprofile`` before), to find
-    seeding calls the wrappers cannot: names bound early, methods of C generator objects."""
+    seeding calls the wrappers cannot: names bound early, methods of C generator objects;
+    and, with a :class:`~pytest_rngguard.linetrace.LineTracer`, every line of user code
+    (``sys.monitoring`` on 3.12+, ``sys.settrace`` before), for changes no call explains."""
 
     _TOOL_NAME = "pytest-rngguard"
 
@@ -360,10 +402,12 @@ class Tracer:
         sources: Callable[[], Sequence[Source]],
         interceptor: Interceptor,
         callback: TraceCallback,
+        lines: LineTracer | None = None,
     ) -> None:
         self._sources = sources
         self._interceptor = interceptor
         self._callback = callback
+        self._lines = lines
         self._tool: int | None = None
         #: The profile function installed with ``sys.setprofile`` (before 3.12), if any.
         self._profile: Callable[[FrameType, str, Any], None] | None = None
@@ -371,14 +415,24 @@ class Tracer:
         self._yielded = False
         self._functions: dict[int, tuple[Source, str]] = {}
         self._methods: dict[int, tuple[Source, dict[str, str]]] = {}
-        self._codes: dict[Any, tuple[Source, str, int | None]] = {}
+        #: By id (the originals hold them), the code objects of wrapped Python seeders.
+        self._codes: dict[int, tuple[Source, str, int | None]] = {}
         self._wrapper_codes: frozenset[Any] = frozenset()
+
+    @property
+    def running(self) -> bool:
+        """Whether it watches anything (calls, lines or both)."""
+        return self._tool is not None or self._profile is not None or self.tracing_lines
+
+    @property
+    def tracing_lines(self) -> bool:
+        return self._lines is not None and self._lines.running
 
     def refresh(self) -> None:
         """Re-read the targets: libraries may have loaded since the last call."""
         functions: dict[int, tuple[Source, str]] = {}
         methods: dict[int, tuple[Source, dict[str, str]]] = {}
-        codes: dict[Any, tuple[Source, str, int | None]] = {}
+        codes: dict[int, tuple[Source, str, int | None]] = {}
         for original_id, (source, seeder) in self._interceptor.originals.items():
             functions[original_id] = (source, seeder.kind)
         for _owner, _attr, original, _ in self._interceptor.installed():
@@ -387,7 +441,7 @@ class Tracer:
             code = getattr(function, "__code__", None)
             if code is not None:
                 bound = getattr(original, "__self__", None)
-                codes[code] = (source, seeder.kind, None if bound is None else id(bound))
+                codes[id(code)] = (source, seeder.kind, None if bound is None else id(bound))
         for source in self._sources():
             if not source.available():
                 continue
@@ -412,39 +466,95 @@ class Tracer:
         if entry is None:
             return None
         kind = entry[1].get(getattr(callable_, "__name__", ""))
-        return None if kind is None else (entry[0], kind)
+        if kind is None or getattr(callable_, "__code__", None) in self._wrapper_codes:
+            return None  # our wrapper, which has the method's ``__self__``: it reports itself
+        return entry[0], kind
 
     def _report(self, hit: tuple[Source, str], frame: FrameType | None) -> None:
-        if frame is None or frame.f_code in self._wrapper_codes:
-            return  # the call our own wrapper makes: already recorded
+        if frame is None or self._inside_wrapper(frame, library_of(hit[0].module)):
+            return  # made inside a call our own wrapper made: recorded already
         self._callback(hit[0], hit[1], frame)
 
-    def start(self) -> str | None:  # noqa: C901 - both tracing back-ends, side by side
-        """Start tracing; or, where it cannot run beside what is there, why not."""
-        monitoring = getattr(sys, "monitoring", None)
-        if monitoring is None and sys.getprofile() is not None:
-            # One profile function per thread: ours would silence a profiler (cProfile's
-            # C one cannot be called from ours), so it gives way.
-            return "another profiler is installed (sys.setprofile) and the tracer would replace it"
+    def _inside_wrapper(self, frame: FrameType | None, library: str) -> bool:
+        """Whether ``frame``, or one it was called from inside the RNG library, the standard
+        library and this plugin (``random.seed`` calling ``super().seed``, the wrapper's
+        handler calling the original), is a wrapper's."""
+        codes = self._wrapper_codes
+        while frame is not None:
+            if frame.f_code in codes:
+                return True
+            module = _module_of(frame)
+            if not (
+                _in(module, library)
+                or _in(module, _OWN_PACKAGE)
+                or in_stdlib(frame.f_code.co_filename)
+            ):
+                return False
+            frame = frame.f_back
+        return False
+
+    def start(self) -> str | None:
+        """Start tracing; where it cannot do all of it beside what is there, what it does
+        not do and why, as a sentence for the user (``running`` tells whether it does any)."""
         self.refresh()
+        monitoring = getattr(sys, "monitoring", None)
         if monitoring is not None:
-            # Not PROFILER_ID, DEBUGGER_ID or COVERAGE_ID: cProfile, debuggers and coverage.py
-            # take those, and tools of their own ids run side by side.
-            free = [tool for tool in (3, 4) if monitoring.get_tool(tool) is None]
-            if not free:
-                return "no sys.monitoring tool id is free (3 and 4 are taken)"
-            self._tool = free[0]
-            monitoring.use_tool_id(self._tool, self._TOOL_NAME)
-            match, report, getframe = self._match, self._report, sys._getframe
+            return self._start_monitoring(monitoring)
+        # One profile function and one trace function per thread: ours would silence a
+        # profiler (cProfile's C one cannot be called from ours), a debugger or coverage.py,
+        # so each part gives way where the slot is taken.
+        calls = None
+        if sys.getprofile() is not None:
+            calls = "another profiler is installed (sys.setprofile)"
+        lines = self._lines.settrace() if self._lines is not None else None
+        if calls is None:
+            self._start_profile()
+        if calls is not None and (lines is not None or self._lines is None):
+            taken = f"{calls} and the tracer would replace it"
+            if lines is not None:
+                taken = f"{calls} and {lines}, and the tracer would replace them"
+            return (
+                f"--rngguard-trace is off: {taken}; origins that only the tracer finds are "
+                f"not reported"
+            )
+        if calls is not None:
+            return (
+                f"--rngguard-trace watches no calls: {calls} and the tracer would replace it; "
+                f"origins are still found from the lines that ran"
+            )
+        if lines is not None:
+            return (
+                f"--rngguard-trace watches no lines: {lines} and the tracer would replace it; "
+                f"changes that no call explains have no origin"
+            )
+        return None
 
-            def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> None:
-                hit = match(callable_)
-                if hit is not None:
-                    report(hit, getframe(1))
+    def _start_monitoring(self, monitoring: Any) -> str | None:
+        # Not PROFILER_ID, DEBUGGER_ID or COVERAGE_ID: cProfile, debuggers and coverage.py
+        # take those, and tools of their own ids run side by side.
+        free = [tool for tool in (3, 4) if monitoring.get_tool(tool) is None]
+        if not free:
+            return (
+                "--rngguard-trace is off: no sys.monitoring tool id is free (3 and 4 are "
+                "taken); origins that only the tracer finds are not reported"
+            )
+        self._tool = free[0]
+        monitoring.use_tool_id(self._tool, self._TOOL_NAME)
+        match, report, getframe = self._match, self._report, sys._getframe
 
-            monitoring.register_callback(self._tool, monitoring.events.CALL, on_call)
-            monitoring.set_events(self._tool, monitoring.events.CALL)
-            return None
+        def on_call(code: Any, offset: int, callable_: Any, arg0: Any) -> None:
+            hit = match(callable_)
+            if hit is not None:
+                report(hit, getframe(1))
+
+        monitoring.register_callback(self._tool, monitoring.events.CALL, on_call)
+        events = monitoring.events.CALL
+        if self._lines is not None:
+            events |= self._lines.monitor(self._tool)
+        monitoring.set_events(self._tool, events)
+        return None
+
+    def _start_profile(self) -> None:
         match, report = self._match, self._report
 
         def profile(frame: FrameType, event: str, arg: Any) -> None:
@@ -453,7 +563,8 @@ class Tracer:
                 if hit is not None:
                     report(hit, frame)
             elif event == "call":
-                entry = self._codes.get(frame.f_code)
+                # By id: hashing a code object, at every call, hashes its bytecode.
+                entry = self._codes.get(id(frame.f_code))
                 if entry is not None:
                     source, kind, bound = entry
                     if bound is None or id(frame.f_locals.get("self")) == bound:
@@ -461,11 +572,17 @@ class Tracer:
 
         self._profile = profile
         sys.setprofile(profile)
-        return None
 
     def resume(self) -> str | None:
         """After a test: install the tracer again if the test removed it (``sys.setprofile``
-        of its own, or cProfile's enable and disable), and say what happened, if anything."""
+        or ``sys.settrace`` of its own, cProfile's enable and disable, a debugger that
+        ended), and say what happened, if anything."""
+        said = [self._resume_profile()]
+        if self._lines is not None:
+            said.append(self._lines.resume())
+        return "\n".join(line for line in said if line) or None
+
+    def _resume_profile(self) -> str | None:
         if self._profile is None:
             return None
         current = sys.getprofile()
@@ -486,18 +603,28 @@ class Tracer:
             "--rngguard-trace tracer cannot run beside it and is off until it is removed"
         )
 
+    def forget(self) -> None:
+        """The plugin has checked or set the sources: what ran before is nobody's to name."""
+        if self._lines is not None:
+            self._lines.forget()
+
     def stop(self) -> None:
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is not None:
             if self._tool is not None:
                 monitoring.set_events(self._tool, 0)
                 monitoring.register_callback(self._tool, monitoring.events.CALL, None)
+                if self._lines is not None:
+                    self._lines.unmonitor()
                 monitoring.free_tool_id(self._tool)
                 self._tool = None
-        elif self._profile is not None:
+            return
+        if self._profile is not None:
             if sys.getprofile() is self._profile:
                 sys.setprofile(None)  # a profiler installed since is left to its owner
             self._profile = None
+        if self._lines is not None:
+            self._lines.unsettrace()
 
 
 __all__ = [
@@ -507,6 +634,7 @@ __all__ = [
     "Origin",
     "PathShortener",
     "Tracer",
+    "UserCode",
     "build_origin",
     "caller_frame",
     "library_of",

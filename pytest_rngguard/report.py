@@ -30,6 +30,25 @@ if TYPE_CHECKING:
 
 REPORT_VERSION = 1
 TRACE_HINT = "origin unknown: re-run with --rngguard-trace to find the call"
+#: The hint where ``--rngguard-trace`` watched every line and still names none.
+TRACED_HINT = (
+    "origin unknown: even --rngguard-trace found no line after which it changed: code that "
+    "no traced line called (another thread, a callback the test runner made) changed it"
+)
+#: The hints where ``--rngguard-trace`` could not trace lines, or not run at all (another
+#: tool held what it needs; a warning said so).
+UNTRACED_HINTS = {
+    "calls": "origin unknown: --rngguard-trace saw no call, and could not trace lines here "
+    "(another trace function was installed)",
+    "none": "origin unknown: --rngguard-trace could not run (see its warning)",
+}
+
+
+def hint(change: Change) -> str:
+    """What an unknown origin's line says: how to find it, or why even the tracer did not."""
+    if change.traced == "lines":
+        return TRACED_HINT
+    return UNTRACED_HINTS.get(change.traced, TRACE_HINT)
 
 
 #: Where a leak's change is kept until its scope ends (``Leak.scope``): the test's own,
@@ -78,6 +97,7 @@ class Leak:
             # Not in the JSON report; carried for xdist and text.
             "description": self.change.description,
             "calls": [c.to_json() for c in self.change.calls],
+            "traced": self.change.traced,
             "settled": self.putback.done is not None,
             "why": self.putback.why,
             "made_by": list(self.made_by),
@@ -94,6 +114,8 @@ class Leak:
             Origin.from_json(origin) if origin else None,
             tuple(Origin.from_json(c) for c in data.get("calls", ())),
         )
+        if data.get("traced"):
+            change.traced_as(data["traced"])
         putback = Putback()
         if data.get("settled", True):
             putback.settle(bool(data["restored"]), data.get("why", ""))
@@ -115,7 +137,7 @@ class Leak:
     def report_json(self) -> dict[str, Any]:
         """Exactly the fields of a leak in the JSON report."""
         data = self.to_json()
-        for field in ("description", "calls", "settled", "why", "made_by"):
+        for field in ("description", "calls", "traced", "settled", "why", "made_by"):
             del data[field]
         return data
 
@@ -179,7 +201,7 @@ def render_entry(group: Sequence[Leak], *, stack: bool = True) -> list[str]:
         lines.append("    earlier calls in the same phase:")
         lines.extend(_listed(earlier, "      "))
     if origin is None and change.kind in (RESEEDED, REPLACED, CHANGED):
-        lines.append(f"    ({TRACE_HINT})")
+        lines.append(f"    ({hint(change)})")
     return lines
 
 
@@ -435,8 +457,8 @@ def _shared_lines(rows: Sequence[tuple[str, list[Leak]]]) -> list[str]:
         if location:
             by = f" by {location}"
         else:  # a draw has no seeding call to find: hint only where there is one
-            first_kind = members[0][1][0].change.kind
-            by = f" ({TRACE_HINT})" if first_kind in (RESEEDED, REPLACED, CHANGED) else ""
+            first = members[0][1][0].change
+            by = f" ({hint(first)})" if first.kind in (RESEEDED, REPLACED, CHANGED) else ""
         if len(tests) == 1:
             group = members[0][1]
             lines.append(f"{tests[0]}: {label} {_times(group)} during {where(group[0])}{by}")
@@ -516,12 +538,11 @@ def not_reproducible_text(outcome: RepeatOutcome) -> str:
     return f"{outcome.nodeid} is not reproducible: {outcome.detail}"
 
 
-def trace_off_text(why: str) -> str:
-    """The warning of a session whose ``--rngguard-trace`` cannot run."""
-    return (
-        f"rngguard: --rngguard-trace is off: {why}; origins that only the tracer finds are "
-        f"not reported"
-    )
+def trace_off_text(refused: str) -> str:
+    """The warning of a session whose ``--rngguard-trace`` cannot run, or not all of it:
+    ``refused`` is the tracer's sentence saying which part is off, why and what is lost
+    (``Monitor.start``; the tracer words it, as only it knows which part gave way)."""
+    return f"rngguard: {refused}"
 
 
 def write_error_text(what: str, why: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from .origins import Origin
 from .sources import ADVANCED, Source
@@ -23,6 +23,16 @@ class Change:
     origin: Origin | None = None
     #: Every state-setting call seen for this source in the same phase, in order.
     calls: tuple[Origin, ...] = ()
+    #: What ``--rngguard-trace`` watched when the change was found: "" (not asked for),
+    #: "none" (it could not run), "calls" (its line tracer could not) or "lines"; tells
+    #: which hint an unknown origin gets.  Not a field: a frozen dataclass sets each field
+    #: through ``object.__setattr__``, and every change would pay for this one.
+    traced: ClassVar[str] = ""
+
+    def traced_as(self, traced: str) -> Change:
+        """This change (just made), marked with what ``--rngguard-trace`` watched."""
+        object.__setattr__(self, "traced", traced)
+        return self
 
     def flagged(self, strict: bool) -> bool:
         return strict or self.kind != ADVANCED

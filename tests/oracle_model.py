@@ -145,6 +145,7 @@ class Run:
                 # Save the state, seed and draw, then set the saved state again.
                 saved = self.state[source]
                 self._set(source, (op[2], 0), "reseeded")
+                self.state[source] = (op[2], 1)  # the draw: what setting the saved state undoes
                 self._set(source, saved, "replaced")
             elif what == "seed":
                 self._set(source, (op[2], 0), "reseeded")

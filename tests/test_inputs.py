@@ -417,8 +417,9 @@ def test_trace_leaves_a_profiler_installed_before_the_session_alone_and_says_so(
     assert (pytester.path / "calls.txt").read_text() == "50"
     result.stdout.fnmatch_lines(
         [
-            "*PytestConfigWarning: rngguard: --rngguard-trace is off: another profiler is "
-            "installed (sys.setprofile) and the tracer would replace it*",
+            "*PytestConfigWarning: rngguard: --rngguard-trace watches no calls: another "
+            "profiler is installed (sys.setprofile) and the tracer would replace it; origins "
+            "are still found from the lines that ran",
         ]
     )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()

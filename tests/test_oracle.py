@@ -12,7 +12,10 @@ observations with the model's states, the JSON report's leaks with the model's.
 Serially (with every ``--rngguard-restore`` and ``--rngguard-strict``), under pytest-randomly
 (which reshuffles and reseeds: the order run comes from the observations, and only what it
 does not reseed is compared with what was seen) and under pytest-xdist ``-n 2`` (each worker
-is modelled on its own, with the order it ran its tests in).
+is modelled on its own, with the order it ran its tests in).  With ``--rngguard-trace`` the
+suites set the states through what no wrapper sees (seeding functions bound before the
+session, a Cython one for NumPy; the global ``Random``'s own ``setstate``), and every leak's
+origin must be a line that operates on its source.
 
 CI runs a bounded, derandomised set of examples (about a minute on two cores).  For a long
 run set ``RNGGUARD_ORACLE_EXAMPLES`` (say 500): every test then draws that many examples and
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -105,7 +109,35 @@ def suites(draw: Any, torch: str | None = None) -> Suite:
 # -- writing them ----------------------------------------------------------------------------
 
 
-def code(op: tuple[Any, ...], suite: Suite) -> str:
+#: Bound in the conftest, before the session wraps the seeding functions (``early`` suites).
+EARLY = {
+    "random": "from random import seed as _early_random_seed",
+    "numpy": "from numpy.random import seed as _early_np_seed",
+}
+
+
+def early_code(op: tuple[Any, ...], suite: Suite) -> str | None:
+    """The operation done through what no wrapper sees, where it can be: an early-bound
+    seeding function (a Cython one for NumPy), a method of the global instance.
+
+    Not NumPy's state set as an attribute (``tests/test_trace.py`` has that): with no call,
+    only the states tell, and a foreign state one draw past the current one (``seed(2)``
+    then ``foreign(2)``) is a draw to them, where the model knows it was set."""
+    what, source = op[0], op[1] if len(op) > 1 else None
+    if what == "seed" and source == "random":
+        return f"_early_random_seed({op[-1]})"
+    if what == "seed" and source == "numpy" and not suite.numpy_lazy:
+        return f"_early_np_seed({op[-1]})"
+    if what == "foreign" and source == "random":
+        return f"_r = random.Random({op[-1]}); _r.random(); random._inst.setstate(_r.getstate())"
+    return None
+
+
+def code(op: tuple[Any, ...], suite: Suite, early: bool = False) -> str:
+    if early:
+        done = early_code(op, suite)
+        if done is not None:
+            return done
     what = op[0]
     if what == "setenv":
         return f"os.environ[{ENV!r}] = {op[1]!r}"
@@ -157,22 +189,23 @@ def code(op: tuple[Any, ...], suite: Suite) -> str:
     )
 
 
-def block(ops: list[tuple[Any, ...]], suite: Suite, indent: str) -> str:
-    return "\n".join(indent + code(op, suite) for op in ops) or indent + "pass"
+def block(ops: list[tuple[Any, ...]], suite: Suite, indent: str, early: bool = False) -> str:
+    return "\n".join(indent + code(op, suite, early) for op in ops) or indent + "pass"
 
 
 HEADER = "import os\nimport random\n\nimport numpy as np\nimport pytest\n"
 
 
-def fixture_code(fixture: Fixture, suite: Suite) -> str:
-    setup, teardown = block(fixture.setup, suite, "    "), block(fixture.teardown, suite, "    ")
+def fixture_code(fixture: Fixture, suite: Suite, early: bool = False) -> str:
+    setup = block(fixture.setup, suite, "    ", early)
+    teardown = block(fixture.teardown, suite, "    ", early)
     return (
         f"@pytest.fixture(scope={fixture.scope!r})\ndef {fixture.name}():\n"
         f"{setup}\n    yield\n{teardown}\n"
     )
 
 
-def write(pytester: pytest.Pytester, suite: Suite) -> None:
+def write(pytester: pytest.Pytester, suite: Suite, early: bool = False) -> None:
     # One pytester folder serves every example: nothing of the last suite may stay.
     for old in pytester.path.glob("*.py"):
         old.unlink()
@@ -187,20 +220,24 @@ def write(pytester: pytest.Pytester, suite: Suite) -> None:
     ]
     if not suite.numpy_lazy:
         conftest.append(f"np.random.seed({INITIAL_SEEDS['numpy']})")
+    bound = [EARLY["random"], *([] if suite.numpy_lazy else [EARLY["numpy"]])] if early else []
+    conftest += bound
     if suite.torch == "loaded":
         conftest += [
             "import torch",
             f"torch.manual_seed({INITIAL_SEEDS['torch']})",
             "torch.backends.cudnn.benchmark = False",
         ]
-    conftest += [fixture_code(f, suite) for f in suite.session_fixtures]
+    conftest += [fixture_code(f, suite, early) for f in suite.session_fixtures]
     files = {"conftest": "\n".join(conftest) + "\n", "rng_observer": OBSERVER}
     for module in suite.modules:
-        parts = [HEADER, block(module.imports, suite, "")]
-        parts += [fixture_code(f, suite) for f in module.fixtures]
+        names = ", ".join(line.rpartition(" ")[2] for line in bound)
+        header = HEADER + (f"from conftest import {names}\n" if names else "")
+        parts = [header, block(module.imports, suite, "", early)]
+        parts += [fixture_code(f, suite, early) for f in module.fixtures]
         for test in module.tests:
             mark = "@pytest.mark.allow_rng_leak\n" if test.allow else ""
-            body = block(test.body, suite, "    ")
+            body = block(test.body, suite, "    ", early)
             parts.append(f"{mark}def {test.name}({', '.join(test.fixtures)}):\n{body}\n")
         files[module.name] = "\n\n".join(parts)
     for name, text in files.items():
@@ -208,9 +245,13 @@ def write(pytester: pytest.Pytester, suite: Suite) -> None:
 
 
 def run(
-    pytester: pytest.Pytester, suite: Suite, *args: str, plugins: tuple[str, ...] = ()
+    pytester: pytest.Pytester,
+    suite: Suite,
+    *args: str,
+    plugins: tuple[str, ...] = (),
+    early: bool = False,
 ) -> tuple[pytest.RunResult, dict[str, Any], list[dict[str, Any]]]:
-    write(pytester, suite)
+    write(pytester, suite, early)
     report, seen = pytester.path / "report.json", pytester.path / "seen.jsonl"
     for path in (report, seen):
         path.unlink(missing_ok=True)
@@ -333,9 +374,10 @@ def check(
     strict: bool = False,
     plugins: tuple[str, ...] = (),
     randomly: bool = False,
-) -> None:
+    early: bool = False,
+) -> dict[str, Any]:
     options = [f"--rngguard-restore={restore}", *(["--rngguard-strict"] if strict else []), *args]
-    _, report, lines = run(pytester, suite, *options, plugins=plugins)
+    _, report, lines = run(pytester, suite, *options, plugins=plugins, early=early)
     workers = sorted({line["worker"] for line in lines})
     expected: Counter[tuple[Any, ...]] = Counter()
     for number, worker in enumerate(workers):
@@ -358,6 +400,30 @@ def check(
         f"modelled but not reported: {dict(expected - got)}\nsuite: {describe(suite)}"
     )
     assert all(leak["restored"] is (restore != "none") for leak in report["leaks"]), report
+    return report
+
+
+#: What a line that operates on each source reads like.
+OPERATES_ON = {
+    "random": re.compile(r"(?<!np\.)random\.(seed|random|setstate|Random|_inst)|_early_random"),
+    "numpy": re.compile(r"np\.random|_early_np_seed"),
+    "torch": re.compile(r"torch\."),
+    "env": re.compile(ENV),
+    "torch.flags": re.compile(r"cudnn"),
+}
+
+
+def check_origins(pytester: pytest.Pytester, report: dict[str, Any]) -> None:
+    """Every leak that is not draws alone has an origin, and every origin is a line of the
+    suite that operates on the leak's source."""
+    texts = {path.name: path.read_text().splitlines() for path in pytester.path.glob("*.py")}
+    for leak in report["leaks"]:
+        origin = leak["origin"]
+        if origin is None:
+            assert leak["kind"] == "advanced", leak
+            continue
+        line = texts[origin["file"]][origin["line"] - 1]
+        assert OPERATES_ON[leak["source"]].search(line), (leak, line)
 
 
 # -- the runs --------------------------------------------------------------------------------
@@ -417,3 +483,34 @@ def test_runs_with_torch_match_the_model(
     pytester: pytest.Pytester, numpy: Any, torch: Any, suite: Suite, restore: str, strict: bool
 ) -> None:
     check(pytester, suite, restore=restore, strict=strict)
+
+
+@examples(ci=8)
+@given(
+    suite=suites(),
+    restore=st.sampled_from(["leaked", "all", "none"]),
+    strict=st.booleans(),
+)
+# Early-bound reseeds and a foreign state set through the global instance: no wrapper sees
+# any of them.
+@example(
+    Suite(
+        [],
+        [
+            Module(
+                "test_m0",
+                [("seed", "numpy", 1)],
+                [Fixture("f0_0", "function", [("foreign", "random", 2)], [("seed", "random", 2)])],
+                [Case("test_t0", ["f0_0"], [("seed", "numpy", 2), ("draw", "numpy")])],
+            )
+        ],
+    ),
+    "leaked",
+    False,
+)
+@example(one_test(("seed", "numpy", 1), ("fork", "numpy", 2)), "leaked", True)
+def test_traced_runs_match_the_model_and_name_a_line_of_each_leak(
+    pytester: pytest.Pytester, numpy: Any, suite: Suite, restore: str, strict: bool
+) -> None:
+    report = check(pytester, suite, "--rngguard-trace", restore=restore, strict=strict, early=True)
+    check_origins(pytester, report)

@@ -20,7 +20,7 @@ import warnings
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
@@ -32,6 +32,7 @@ from torch_settings import (  # noqa: E402  (needs torch)
     details_of,
     hidden_cudnn_tf32,
     hidden_matmul_precision,
+    inheritance,
     observe,
     operations,
     perform_all,
@@ -49,6 +50,7 @@ from pytest_rngguard.sources.torch_flags import (  # noqa: E402
     cudnn_tf32,
     current_flags,
     matmul_precision,
+    set_flags,
 )
 
 pytestmark = pytest.mark.allow_rng_leak(
@@ -385,6 +387,25 @@ def changes_from(before: list[Operation], sequence: list[Operation], recipe: boo
     return changed - RECIPE_DETAILS if recipe else changed
 
 
+def leaves_hidden_inheritance(before: list[Operation], sequence: list[Operation]) -> bool:
+    """Whether ``sequence``, once every getter reads again what it read before (the plugin's
+    put-back), leaves a node of the ``fp32_precision`` tree holding its own value where it
+    inherited its parent's before, or the reverse.  torch's getters read the same in both
+    cases, so no guard that reads them can see or undo it; only a later change of the parent
+    shows it (docs/sources.md, "What it cannot see")."""
+    reset_to_defaults()
+    perform_all(before)
+    start = current_flags()
+    expected = inheritance()
+    reset_to_defaults()
+    perform_all(before)
+    perform_all(sequence)
+    set_flags(start, current_flags())
+    found = inheritance()
+    reset_to_defaults()
+    return found != expected
+
+
 @settings(
     max_examples=30,
     deadline=None,
@@ -397,6 +418,8 @@ def test_the_plugin_reports_each_changed_setting_and_puts_everything_back(
     tests: list[list[Operation]],
     inside: list[Operation],
 ) -> None:
+    # The one coupling between tests no reader of torch's getters can undo (see above).
+    assume(not any(leaves_hidden_inheritance(before, sequence) for sequence in tests))
     wanted = sorted(
         (f"test_changes_settings[{index}]", detail)
         for index, sequence in enumerate(tests)

@@ -237,6 +237,26 @@ def hidden_cudnn_tf32() -> bool:
         return False
 
 
+def inheritance() -> tuple[tuple[Any, ...], ...]:
+    """What the ``fp32_precision`` getters read as each parent of the tree is set in turn.
+
+    A node of the tree either inherits its parent's value ("none") or holds its own, and the
+    getters read the same in both cases while the two agree: only a later change of the parent
+    tells them apart.  Two states with equal getters and different answers here differ in
+    that hidden part (changes the state: the caller puts it back)."""
+    answers = []
+    for value in PRECISIONS:
+        backends.fp32_precision = value
+        answers.append(tuple(observe().values()))
+    for value in CUDA_PRECISIONS:
+        backends.cudnn.fp32_precision = value
+        answers.append(tuple(observe().values()))
+    for value in PRECISIONS:
+        backends.mkldnn.set_flags(_fp32_precision=value)
+        answers.append(tuple(observe().values()))
+    return tuple(answers)
+
+
 def reset_to_defaults() -> None:
     # The legacy setters first: each also writes fp32_precision settings, set after them.
     torch.set_float32_matmul_precision("highest")

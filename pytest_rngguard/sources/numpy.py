@@ -304,9 +304,9 @@ class NumpySource(ModuleSource):
 
     def trace_targets(self) -> Sequence[TraceTarget]:
         def owners() -> Sequence[object]:
-            from numpy.random import mtrand
-
-            return (self._global(mtrand),)
+            # Never loads numpy.random (NumPy 2 loads it lazily): until it is, nothing to see.
+            mtrand = sys.modules.get(_MTRAND)
+            return () if mtrand is None else (self._global(mtrand),)
 
         return (TraceTarget(owners, "seed", RESEEDED), TraceTarget(owners, "set_state", REPLACED))
 
