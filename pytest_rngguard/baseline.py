@@ -17,11 +17,11 @@ what ran (:class:`Ran`) and the plugin keeps a session's :class:`Baseline`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .files import read_json
 from .sources.base import ADVANCED, KINDS
 
 if TYPE_CHECKING:
@@ -257,18 +257,7 @@ def load(path: str) -> frozenset[Entry]:
     """The entries of the baseline file at ``path``; ``ValueError`` naming the file and what
     is wrong with it where it is no baseline file (``FileNotFoundError`` where it is
     missing)."""
-    with open(path, "rb") as handle:
-        content = handle.read()
-    try:
-        data = json.loads(content.decode("utf-8"))
-    except UnicodeDecodeError:
-        problem: str | None = "it is not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        problem = f"it is not valid JSON: {exc}"
-    else:
-        problem = file_problem(data)
-    if problem is not None:
-        raise ValueError(f"{path} is not a pytest-rngguard baseline file: {problem}")
+    data = read_json(path, "a pytest-rngguard baseline file", file_problem)
     return frozenset(_entry(item) for item in data["leaks"])
 
 

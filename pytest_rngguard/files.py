@@ -8,11 +8,31 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 
 class FileProblem(ValueError):
     """Why a path cannot be the file: one sentence naming the path, for a usage error."""
+
+
+def read_json(path: str, what: str, problem: Callable[[Any], str | None]) -> Any:
+    """The JSON content of the file at ``path``; ``ValueError`` naming the file, ``what`` it
+    should be and what is wrong where it is not UTF-8, not JSON, or ``problem`` (the checks of
+    its shape) says so."""
+    with open(path, "rb") as handle:
+        content = handle.read()
+    try:
+        data = json.loads(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        found: str | None = "it is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        found = f"it is not valid JSON: {exc}"
+    else:
+        found = problem(data)
+    if found is not None:
+        raise ValueError(f"{path} is not {what}: {found}")
+    return data
 
 
 def expand(given: str) -> str:

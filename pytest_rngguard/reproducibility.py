@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import platform
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import NotReproducibleError
+from .files import read_json
 
 FINGERPRINT_VERSION = 1
 
@@ -451,19 +451,9 @@ def load_fingerprints(path: str) -> dict[str, Any] | None:
     the file and what is wrong with it where it is not a fingerprint file."""
     if not os.path.exists(path):
         return None
-    with open(path, "rb") as handle:
-        content = handle.read()
-    try:
-        data = json.loads(content.decode("utf-8"))
-    except UnicodeDecodeError:
-        problem: str | None = "it is not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        problem = f"it is not valid JSON: {exc}"
-    else:
-        problem = fingerprint_file_problem(data)
-    if problem is not None:
-        raise ValueError(f"{path} is not a pytest-rngguard fingerprint file: {problem}")
-    checked: dict[str, Any] = data
+    checked: dict[str, Any] = read_json(
+        path, "a pytest-rngguard fingerprint file", fingerprint_file_problem
+    )
     return checked
 
 
