@@ -21,6 +21,12 @@ show how much of the guard's cost is the shape of the job rather than its code:
   and a test whose checks found a change gets one warning of one line (through pytest's
   ``item.warn``, shown in its warnings summary): the least ``--rngguard-strict`` must do on a
   suite whose every test draws, where every test has leaks to tell;
+* ``floor-putback`` (``--floor-checks --floor-classify --floor-warn --floor-putback``): as
+  ``floor-warn``, and at the end of a test whose checks found a change, every source that
+  reads otherwise than at the start of its setup is put back by its own ``restore`` and
+  read again to confirm it: the least ``--rngguard-strict`` must do, since it puts back
+  the draws it reports (fixtures of wider scopes aside: here everything goes back after
+  each test, one restore per source);
 * ``floor-recipe`` (``--floor-checks --floor-recipe``, on the suite's marked variant): as
   ``floor-checks``, and around every test the guard's own ``determinism.apply`` and ``undo``
   of the test's recipe (its seed derived from the node id): the least the ``deterministic``
@@ -41,6 +47,7 @@ import pytest
 _captures: list[tuple[str, Callable[[], Any]]] = []
 _sources: list[Any] = []
 _classify: dict[str, Callable[[Any, Any], Any]] = {}
+_by_name: dict[str, Any] = {}
 _seen = -1
 _last: dict[str, Any] = {}
 changed = 0  # checks that found a difference (read by nobody: it keeps the compare honest)
@@ -51,6 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--floor-classify", action="store_true", help="bench: and classify changes")
     parser.addoption("--floor-warn", action="store_true", help="bench: and warn of them")
     parser.addoption("--floor-recipe", action="store_true", help="bench: apply/undo the recipe")
+    parser.addoption("--floor-putback", action="store_true", help="bench: and put changes back")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,12 +66,14 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_rngguard.sources import build_sources
 
         _sources.extend(build_sources(()))
+        _by_name.update((s.name, s) for s in _sources)
         if config.getoption("floor_classify"):
             _classify.update((s.name, s.classify) for s in _sources)
         from pytest_rngguard.compat import stand_in_fixture_function
 
         checks = _Checks(stand_in_fixture_function())
         checks.warn = bool(config.getoption("floor_warn"))
+        checks.putback = bool(config.getoption("floor_putback"))
         if config.getoption("floor_recipe"):
             from pytest_rngguard.sourceset import SourceSet
 
@@ -90,6 +100,17 @@ def _check() -> bool:
                     _classify[name](before, after)
     _last = current
     return found
+
+
+def _put_back(start: dict[str, Any]) -> None:
+    """Restore each source that reads otherwise than in ``start``, and read it again."""
+    for name, before in start.items():
+        if _last.get(name) != before:
+            source = _by_name[name]
+            source.restore(before)
+            _last[name] = now = source.capture()
+            if now != before:
+                raise AssertionError(f"floor: {name} did not read back as put back")
 
 
 class _Hooks:
@@ -123,6 +144,8 @@ class _Checks(_Hooks):
     def __init__(self, stand_in: Any) -> None:
         self._stand_in = stand_in  # parametrize's stand-in fixtures run no code: not checked
         self.warn = False
+        self.putback = False
+        self._start: dict[str, Any] = {}  # the states at the start of the test's setup
         self.seeding: Any = None  # the recipe's SourceSet, with --floor-recipe
         self._changed = False
         self._applied: Any = None
@@ -133,6 +156,7 @@ class _Checks(_Hooks):
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self._changed = False
+        self._start = _last
         if self.seeding is not None and item.get_closest_marker("deterministic") is not None:
             from pytest_rngguard.determinism import Recipe, apply, derive_seed
 
@@ -166,6 +190,8 @@ class _Checks(_Hooks):
                 _check()
             if self.warn and self._changed:
                 item.warn(UserWarning(f"{item.nodeid} changed global random state"))
+            if self.putback and self._changed:
+                _put_back(self._start)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(

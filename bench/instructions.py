@@ -53,6 +53,7 @@ DEFAULT_CONFIGS = (
     "floor-checks",
     "floor-classify",
     "floor-warn",
+    "floor-putback",
     "floor-recipe",
 )
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")

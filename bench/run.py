@@ -144,6 +144,22 @@ CONFIGS = (
         reject=("rngguard:",),
     ),
     Config(
+        "floor-putback",
+        "floor: + putting back",
+        (
+            "-p",
+            "no:rngguard",
+            *NO_RANDOMLY,
+            "-p",
+            "rngguard_floor",
+            "--floor-checks",
+            "--floor-classify",
+            "--floor-warn",
+            "--floor-putback",
+        ),
+        reject=("rngguard:",),
+    ),
+    Config(
         "floor-recipe",
         "floor: bare checks + recipe",
         (

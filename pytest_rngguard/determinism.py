@@ -208,7 +208,7 @@ def _seed(applied: Applied, sources: SourceSet, source: Source, record: Record |
     if record is not None:
         record(source.name, before)
     applied.states[source.name] = before
-    if not sources.seed(source, applied.recipe.seed):
+    if not sources.seed(source, applied.recipe.seed, before):
         del applied.states[source.name]  # it raised: put back and disabled
 
 

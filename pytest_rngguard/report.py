@@ -193,10 +193,11 @@ def render_entry(group: Sequence[Leak], *, stack: bool = True) -> list[str]:
     head, values = _head(group)
     origin = change.origin
     lines = [head]
-    lines.extend(_listed([f"{d}: {text}" if d else text for d, text in values], "    "))
+    if values:
+        lines.extend(_listed([f"{d}: {text}" if d else text for d, text in values], "    "))
     if origin is not None and stack and len(origin.stack) > 1:
         lines.extend(f"    {frame}" for frame in origin.stack)
-    earlier = _earlier_calls(group)
+    earlier = _earlier_calls(group) if len(group) > 1 or change.calls else None
     if earlier:
         lines.append("    earlier calls in the same phase:")
         lines.extend(_listed(earlier, "      "))
@@ -208,6 +209,18 @@ def render_entry(group: Sequence[Leak], *, stack: bool = True) -> list[str]:
 def _head(group: Sequence[Leak]) -> tuple[str, list[tuple[str, str]]]:
     """An entry's first line, and the values it leaves to the lines below it."""
     first = group[0]
+    if len(group) == 1:
+        # The common entry (every draw a strict test reports is one): the same line as
+        # below, without the grouping.
+        change = first.change
+        detail, text, origin = change.detail, change.description, change.origin
+        head = f"{change.source}[{detail}]" if detail else change.source
+        head = f"{head} {change.kind} during {where(first)}"
+        if text:
+            head = f"{head}: {text}"
+        if origin is not None:
+            head = f"{head} at {origin.location}"
+        return head, []
     head = f"{_label(group)} {_times(group)} during {where(first)}"
     values = list(dict.fromkeys((leak.change.detail, leak.change.description) for leak in group))
     values = [(detail, text) for detail, text in values if text]

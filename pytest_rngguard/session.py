@@ -39,6 +39,8 @@ class Role(NamedTuple):
     #: The xdist controller: its tests run in the workers, whose reports bring their
     #: results (``xdist.Controller``); every other process gathers its own as they are made.
     controller: bool = False
+    #: An xdist worker: its tests' leaks travel to the controller on their reports.
+    worker: bool = False
     #: The directory the session runs from (the re-run command names it).
     rootdir: str = ""
     #: The sources available and seedable at the start: the JSON report's.
@@ -250,6 +252,7 @@ def build(config: pytest.Config) -> Guard:
     available = monitor.available()
     role = Role(
         controller=is_controller(config),
+        worker=hasattr(config, "workerinput"),
         rootdir=str(config.rootpath),
         sources=tuple(s.name for s in available if s.seedable),
         watched=tuple(s.name for s in available),

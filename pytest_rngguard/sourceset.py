@@ -140,9 +140,9 @@ class SourceSet:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def seed(self, source: Source, seed: int) -> bool:
-        """Seed one source; False (and the source disabled, its state put back) if it raised."""
-        before = self.capture_one(source)
+    def seed(self, source: Source, seed: int, before: Any) -> bool:
+        """Seed one source whose state is ``before``; False (and the source disabled, its
+        state put back) if it raised."""
         try:
             source.seed(seed)
         except Exception as exc:

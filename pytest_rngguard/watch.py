@@ -210,9 +210,9 @@ def keep_end_states(guard: Guard, run: ItemRun) -> None:
 
 
 def report_leaks(guard: Guard, run: ItemRun, report: pytest.TestReport, when: str) -> None:
-    """In ``fail`` mode fail the report; once the test is over, put its leaks on its last
-    report (where xdist's controller reads them, each settled as far as it is) and gather
-    them."""
+    """In ``fail`` mode fail the report; once the test is over, gather its leaks (on an
+    xdist worker, put them on its last report, where the controller reads them, each
+    settled as far as it is)."""
     if guard.settings.mode == "fail":
         leaks = told(guard, _failing(run, when))
         if leaks:
@@ -222,9 +222,10 @@ def report_leaks(guard: Guard, run: ItemRun, report: pytest.TestReport, when: st
             fail_report(report, text, "rngguard leaks")
     if when != "teardown" or guard.gate.unlogged:
         return
-    from .xdist import put_leaks
+    if guard.role.worker:
+        from .xdist import put_leaks
 
-    put_leaks(report, run.leaks)
+        put_leaks(report, run.leaks)
     if not guard.role.controller:
         guard.results.leaks.extend(run.leaks)
     # A wider scope's change is put back when that scope ends, later in the session.

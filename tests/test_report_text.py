@@ -3,6 +3,7 @@ of what is left out, and what to do spelled as a user would write it."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 
@@ -15,6 +16,8 @@ from pytest_rngguard.report import (
     Leak,
     entries,
     ignore_patterns,
+    one_line,
+    render_entry,
     render_test,
     what_to_do,
 )
@@ -106,3 +109,18 @@ def test_what_to_do_names_every_source_and_no_pattern_for_the_tests_own_code(
     expected = {PATTERNS[module] for module in modules if module in PATTERNS}
     assert set(ignore_patterns(NODEID, found)) == expected
     assert advice.endswith("reading-a-report.html#what-to-do-about-a-leak")
+
+
+@given(leaks, st.sampled_from(["fixture_a", None]), st.sampled_from(["test", "setup_module x"]))
+def test_an_entry_of_one_change_reads_as_the_same_change_made_twice_says_it_once(
+    leak: Leak, fixture: str | None, scope: str
+) -> None:
+    # A group of one takes a shorter road (every draw a strict test reports is one); the
+    # grouped rendering of the same change made twice is the oracle, less its "2 times".
+    leak = dataclasses.replace(leak, fixture=fixture, scope=scope)
+    alone, twice = render_entry([leak]), render_entry([leak, leak])
+    kind = leak.change.kind
+    assert f"{kind} 2 times during" in twice[0]
+    assert alone[0] == twice[0].replace(f"{kind} 2 times during", f"{kind} during", 1)
+    assert alone[1:] == twice[1:]
+    assert one_line(leak) == f"{leak.phase}: {' '.join(alone[0].split())}"
