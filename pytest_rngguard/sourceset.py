@@ -10,6 +10,7 @@ tell users is that confirmation, never what was asked for.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -146,8 +147,12 @@ class SourceSet:
         try:
             source.seed(seed)
         except Exception as exc:
+            # Whatever it did before it raised goes back: directly, since ``restore`` skips
+            # a source that reads as unavailable, as one whose import is still running does
+            # (the recipe seeds a library from an import watcher).
             if before is not None:
-                self.restore({source.name: before})
+                with contextlib.suppress(Exception):  # disabled below all the same
+                    source.restore(before)
             self.disable(source, "seeding it", exc)
             return False
         return True

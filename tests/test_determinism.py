@@ -407,3 +407,45 @@ def test_the_recipe_environment_puts_the_seed_in_pythonhashseed() -> None:
         "A": "1",
     }
     assert Recipe(77).environment()["PYTHONHASHSEED"] == "77"
+
+
+class _SeedsHalfThenRaises:
+    """A source whose library is still being imported (it reads as unavailable, as a
+    library does while the recipe seeds it from an import watcher) and whose seeding sets
+    part of its state before it raises."""
+
+    name = "half"
+    module = "half_seeded_library"
+    seedable = True
+
+    def __init__(self) -> None:
+        self.value = 1
+
+    def available(self) -> bool:
+        return False
+
+    def capture(self) -> int:
+        return self.value
+
+    def restore(self, state: int) -> None:
+        self.value = state
+
+    def seed(self, seed: int) -> None:
+        self.value = 42
+        raise RuntimeError("half way")
+
+    def classify(self, before: Any, after: Any) -> list[Any]:
+        return []
+
+    def seeders(self) -> tuple[()]:
+        return ()
+
+
+def test_a_seeding_that_raises_half_way_is_put_back_while_its_library_is_imported() -> None:
+    source = _SeedsHalfThenRaises()
+    sources = SourceSet([source])  # type: ignore[list-item]
+
+    assert sources.seed(source, 7, source.capture()) is False  # type: ignore[arg-type]
+    assert source.value == 1  # the state the seeding started from, not its half
+    assert sources.get("half") is None  # disabled for the rest of the session
+    assert any("'half'" in error and "seeding it" in error for error in sources.errors)
