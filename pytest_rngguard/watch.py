@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .errors import RNGLeakWarning
+from .ledger import Putback
 from .markers import allowed_at_import
 
+# The hot paths' names, imported once: an import inside a function runs the import
+# machinery (in Python, ``ModuleSpec.parent``) at every call, several times a test in
+# strict mode.  Every session loads this module in pytest_configure, and the report anyway.
+from .report import COLLECTION, TEST, Leak, one_line, warning_text
+
 if TYPE_CHECKING:
-    from .ledger import Putback
-    from .report import Leak
     from .session import Guard, ItemRun
     from .snapshots import Change
 
@@ -31,8 +35,6 @@ def check(guard: Guard, run: ItemRun) -> None:
     run.setup_owner = None  # only the first check after its setup is the package's
     if not changes and not monitor.last_ignored:
         return
-    from .report import TEST
-
     owner: object = run
     scope, fixture = TEST, None
     made_by: tuple[str, ...] = ()
@@ -79,8 +81,6 @@ def collected(guard: Guard, collector: pytest.Collector, changes: list[Change]) 
         take_ignored(guard, collector)
     if not changes:
         return []
-    from .report import COLLECTION
-
     allowed = allowed_at_import(collector, guard.markers.known)
     return take(
         guard, changes, collector, COLLECTION, collector.nodeid, "collection", None, allowed
@@ -102,9 +102,6 @@ def take(
     """The changes that are leaks (flagged, not allowed by a marker, not the marker's own);
     and every change that ``--rngguard-restore`` puts back, noted under the scope that made
     it (``owner``), to be undone when that scope ends."""
-    from .ledger import Putback
-    from .report import Leak
-
     settings = guard.settings
     strict, restore = settings.strict, settings.restore
     befores = guard.monitor.last_from
@@ -181,8 +178,6 @@ def told(guard: Guard, leaks: list[Leak]) -> list[Leak]:
 
 def _tell(guard: Guard, item: pytest.Item, run: ItemRun) -> None:
     """A test's leaks, as a JUnit XML property each and, in warn mode, as its warning."""
-    from .report import one_line, warning_text
-
     leaks = told(guard, run.leaks)
     if not leaks:
         return
@@ -216,7 +211,7 @@ def report_leaks(guard: Guard, run: ItemRun, report: pytest.TestReport, when: st
     if guard.settings.mode == "fail":
         leaks = told(guard, _failing(run, when))
         if leaks:
-            from .report import fail_report, warning_text
+            from .report import fail_report
 
             text = warning_text(run.nodeid, leaks, guard.settings)
             fail_report(report, text, "rngguard leaks")
@@ -271,7 +266,5 @@ def collection_ends(guard: Guard, collector: pytest.Collector, leaks: list[Leak]
         guard.results.collection_leaks.extend(leaks)
         new = told(guard, leaks)
         if new and guard.settings.mode == "warn":
-            from .report import warning_text
-
             text = warning_text(collector.nodeid, new, guard.settings)
             collector.warn(RNGLeakWarning(text))
