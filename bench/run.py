@@ -61,6 +61,13 @@ class Config:
     guard: bool = True
 
 
+def _floor(key: str, name: str, *flags: str, deterministic: bool = False) -> Config:
+    """A floor configuration: bench/floor.py loaded instead of the plugin, with ``flags``."""
+    args = ("-p", "no:rngguard", *NO_RANDOMLY, "-p", "rngguard_floor", *flags)
+    return Config(key, name, args, deterministic=deterministic, reject=("rngguard:",), guard=False)
+
+
+_CLASSIFY = ("--floor-checks", "--floor-classify")
 PLAIN = Config(
     "plain",
     "plain pytest",
@@ -104,84 +111,19 @@ CONFIGS = (
         deterministic=True,
         reject=("randomly-seed",),
     ),
-    # The floor (bench/floor.py): the guard's hooks with empty bodies, then with bare checks.
-    Config(
-        "floor-hooks",
-        "floor: hooks alone",
-        ("-p", "no:rngguard", *NO_RANDOMLY, "-p", "rngguard_floor"),
-        reject=("rngguard:",),
-        guard=False,
-    ),
-    Config(
-        "floor-checks",
-        "floor: hooks + bare checks",
-        ("-p", "no:rngguard", *NO_RANDOMLY, "-p", "rngguard_floor", "--floor-checks"),
-        reject=("rngguard:",),
-        guard=False,
-    ),
-    Config(
-        "floor-classify",
-        "floor: + classification",
-        (
-            "-p",
-            "no:rngguard",
-            *NO_RANDOMLY,
-            "-p",
-            "rngguard_floor",
-            "--floor-checks",
-            "--floor-classify",
-        ),
-        reject=("rngguard:",),
-        guard=False,
-    ),
-    Config(
-        "floor-warn",
-        "floor: + a warning per test",
-        (
-            "-p",
-            "no:rngguard",
-            *NO_RANDOMLY,
-            "-p",
-            "rngguard_floor",
-            "--floor-checks",
-            "--floor-classify",
-            "--floor-warn",
-        ),
-        reject=("rngguard:",),
-        guard=False,
-    ),
-    Config(
-        "floor-putback",
-        "floor: + putting back",
-        (
-            "-p",
-            "no:rngguard",
-            *NO_RANDOMLY,
-            "-p",
-            "rngguard_floor",
-            "--floor-checks",
-            "--floor-classify",
-            "--floor-warn",
-            "--floor-putback",
-        ),
-        reject=("rngguard:",),
-        guard=False,
-    ),
-    Config(
+    # The floors (bench/floor.py): the guard's hooks with empty bodies, then what any guard
+    # must do on top of them, step by step.
+    _floor("floor-hooks", "floor: hooks alone"),
+    _floor("floor-checks", "floor: hooks + bare checks", "--floor-checks"),
+    _floor("floor-classify", "floor: + classification", *_CLASSIFY),
+    _floor("floor-warn", "floor: + a warning per test", *_CLASSIFY, "--floor-warn"),
+    _floor("floor-putback", "floor: + putting back", *_CLASSIFY, "--floor-warn", "--floor-putback"),
+    _floor(
         "floor-recipe",
         "floor: bare checks + recipe",
-        (
-            "-p",
-            "no:rngguard",
-            *NO_RANDOMLY,
-            "-p",
-            "rngguard_floor",
-            "--floor-checks",
-            "--floor-recipe",
-        ),
+        "--floor-checks",
+        "--floor-recipe",
         deterministic=True,
-        reject=("rngguard:",),
-        guard=False,
     ),
     Config(
         "trace",
